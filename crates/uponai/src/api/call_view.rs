@@ -1,0 +1,230 @@
+//! The call object on the wire, and the request bodies that create calls.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::agent_fields::AgentFields;
+use super::error::{ApiError, ApiResult};
+use super::llms::LlmFields;
+use super::validate::to_document;
+use crate::domain::AgentVersionRef;
+use crate::store::{CallRow, Document};
+
+/// The call object (`PhoneCallResponse`), as Get Call and webhooks show it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallResponse {
+    pub call_id: String,
+    /// `phone_call`.
+    pub call_type: &'static str,
+    pub agent_id: String,
+    pub agent_version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    /// `registered`, `not_connected`, `ongoing`, `ended` or `error`.
+    pub call_status: &'static str,
+    pub from_number: String,
+    pub to_number: String,
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_sip_headers: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disconnection_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_storage_setting: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opt_in_signed_url: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_call_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub custom_attributes: Option<Value>,
+}
+
+impl CallResponse {
+    pub fn from_row(row: CallRow) -> Self {
+        let doc = row.document;
+        let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
+        let strings = |key: &str| doc.get(key).and_then(|v| serde_json::from_value(v.clone()).ok());
+        Self {
+            call_id: row.call_id.to_string(),
+            call_type: row.call_type.as_str(),
+            agent_id: row.agent_id.to_string(),
+            agent_version: row.agent_version,
+            agent_name: text("agent_name"),
+            call_status: row.call_status.as_str(),
+            from_number: row.from_number,
+            to_number: row.to_number,
+            direction: row.direction.as_str(),
+            metadata: doc.get("metadata").cloned(),
+            retell_llm_dynamic_variables: strings("retell_llm_dynamic_variables"),
+            custom_sip_headers: strings("custom_sip_headers"),
+            start_timestamp: row.start_timestamp,
+            end_timestamp: row.end_timestamp,
+            duration_ms: row.duration_ms,
+            disconnection_reason: row.disconnection_reason.map(|r| r.as_str()),
+            data_storage_setting: text("data_storage_setting"),
+            opt_in_signed_url: doc.get("opt_in_signed_url").and_then(Value::as_bool),
+            batch_call_id: row.batch_call_id,
+            custom_attributes: doc.get("custom_attributes").cloned(),
+        }
+    }
+}
+
+/// Per-call configuration overrides.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+pub struct AgentOverride {
+    pub agent: Option<AgentFields>,
+    pub retell_llm: Option<LlmFields>,
+    /// Conversation flows are not supported by this install; must be absent or null.
+    #[schema(value_type = Option<Object>)]
+    pub conversation_flow: Option<Value>,
+}
+
+/// The override, validated and split into the two documents call creation merges.
+pub struct ParsedOverride {
+    pub agent: Document,
+    pub retell_llm: Document,
+}
+
+impl AgentOverride {
+    /// Validates the parts that can be validated alone; `prefix` is where it sits in the body.
+    pub fn parse(self, prefix: &str) -> ApiResult<ParsedOverride> {
+        let with_prefix = |err: ApiError| match err {
+            ApiError::BadRequest(message) => ApiError::BadRequest(format!("{prefix}{message}")),
+            other => other,
+        };
+        if self.conversation_flow.as_ref().is_some_and(|flow| !flow.is_null()) {
+            return Err(ApiError::field(
+                format!("{prefix}conversation_flow"),
+                "conversation flows are not supported by this install",
+            ));
+        }
+        let agent = match self.agent {
+            None => Document::new(),
+            Some(fields) => {
+                let mut fields = fields.without_unknown();
+                fields.is_transfer_agent = None;
+                fields.validate().map_err(|err| with_prefix(prefix_field(err, "agent.")))?;
+                to_document(&fields)?
+            }
+        };
+        let retell_llm = match self.retell_llm {
+            None => Document::new(),
+            Some(fields) => {
+                let fields = fields.without_unknown();
+                range_only(&fields).map_err(|err| with_prefix(prefix_field(err, "retell_llm.")))?;
+                to_document(&fields)?
+            }
+        };
+        Ok(ParsedOverride { agent, retell_llm })
+    }
+}
+
+/// Field checks of an LLM override that do not need the whole configuration.
+fn range_only(fields: &LlmFields) -> ApiResult<()> {
+    let partial = LlmFields { states: None, starting_state: None, ..fields.clone() };
+    partial.validate()
+}
+
+fn prefix_field(err: ApiError, prefix: &str) -> ApiError {
+    match err {
+        ApiError::BadRequest(message) => ApiError::BadRequest(format!("{prefix}{message}")),
+        other => other,
+    }
+}
+
+/// `POST /v2/create-phone-call`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreatePhoneCallRequest {
+    /// E.164; a number of this workspace.
+    pub from_number: String,
+    /// E.164 (any dialable string for custom numbers with `ignore_e164_validation`).
+    pub to_number: String,
+    pub override_agent_id: Option<String>,
+    /// A version number, `"latest"` or `"latest_published"`.
+    #[schema(value_type = Option<Object>)]
+    pub override_agent_version: Option<Value>,
+    pub agent_override: Option<AgentOverride>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// String values only.
+    pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
+    /// Names must start with `X-`.
+    pub custom_sip_headers: Option<BTreeMap<String, String>>,
+    pub ignore_e164_validation: Option<bool>,
+    /// 5–255 characters of A–Z a–z 0–9 _ -; a repeat within an hour returns the first call.
+    pub idempotency_key: Option<String>,
+}
+
+/// `POST /v2/register-phone-call`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterPhoneCallRequest {
+    pub agent_id: String,
+    #[schema(value_type = Option<Object>)]
+    pub agent_version: Option<Value>,
+    pub agent_override: Option<AgentOverride>,
+    /// `inbound` (default) or `outbound`; stored for tracking.
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
+}
+
+/// `PATCH /v2/update-call/{call_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateCallRequest {
+    /// Replaces the call's metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// May only become more restrictive.
+    pub data_storage_setting: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub custom_attributes: Option<BTreeMap<String, Value>>,
+}
+
+pub fn parse_version(field: &str, raw: Option<&Value>) -> ApiResult<Option<AgentVersionRef>> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(raw) => AgentVersionRef::parse(raw).map(Some).map_err(|problem| ApiError::field(field, problem)),
+    }
+}
+
+/// Custom SIP headers go on the INVITE verbatim, so each is checked here: an `X-` token
+/// name and a value without line breaks (no header injection).
+pub fn check_sip_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
+    for (name, value) in headers {
+        let field = format!("custom_sip_headers.{name}");
+        let is_token = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+        if !(name.starts_with("X-") || name.starts_with("x-")) || !is_token || name.len() < 3 {
+            return Err(ApiError::field(field, "header names must start with X- and be a SIP token"));
+        }
+        if value.len() > 1024 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(ApiError::field(field, "values must be at most 1024 bytes with no line breaks"));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_idempotency_key(key: &str) -> ApiResult<()> {
+    let ok = (5..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(ApiError::field("idempotency_key", "must be 5-255 characters of A-Z a-z 0-9 _ -")) }
+}

@@ -1,0 +1,71 @@
+//! Voices this install can speak. Today that is the offline espeak-ng engine; hosted TTS
+//! providers will add their own entries (and provider-prefixed ids) when they exist.
+
+use axum::extract::Path;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::Workspace;
+
+/// A voice an agent's `voice_id` may name.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct VoiceResponse {
+    pub voice_id: &'static str,
+    pub voice_name: &'static str,
+    /// `"platform"`: synthesised on this machine, no provider involved.
+    pub provider: &'static str,
+    pub gender: &'static str,
+    pub accent: &'static str,
+    pub age: &'static str,
+}
+
+/// The voice new agents get in examples and the demo.
+pub const DEFAULT_VOICE_ID: &str = "espeak-en-us-male";
+
+const VOICES: &[VoiceResponse] = &[
+    VoiceResponse {
+        voice_id: DEFAULT_VOICE_ID,
+        voice_name: "Offline US English (male)",
+        provider: "platform",
+        gender: "male",
+        accent: "American",
+        age: "Middle Aged",
+    },
+    VoiceResponse {
+        voice_id: "espeak-en-us-female",
+        voice_name: "Offline US English (female)",
+        provider: "platform",
+        gender: "female",
+        accent: "American",
+        age: "Young",
+    },
+    VoiceResponse {
+        voice_id: "espeak-en-gb-male",
+        voice_name: "Offline British English (male)",
+        provider: "platform",
+        gender: "male",
+        accent: "British",
+        age: "Middle Aged",
+    },
+];
+
+pub fn find(voice_id: &str) -> Option<&'static VoiceResponse> {
+    VOICES.iter().find(|voice| voice.voice_id == voice_id)
+}
+
+/// List the voices agents can use.
+#[utoipa::path(get, path = "/list-voices", tag = "Voice",
+    responses((status = 200, body = Vec<VoiceResponse>), (status = 401, body = ErrorBody)))]
+pub async fn list_voices(_: Workspace) -> Json<Vec<VoiceResponse>> {
+    Json(VOICES.to_vec())
+}
+
+/// Get one voice.
+#[utoipa::path(get, path = "/get-voice/{voice_id}", tag = "Voice",
+    params(("voice_id" = String, Path)),
+    responses((status = 200, body = VoiceResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn get_voice(_: Workspace, Path(voice_id): Path<String>) -> ApiResult<Json<VoiceResponse>> {
+    find(&voice_id).cloned().map(Json).ok_or_else(|| ApiError::NotFound(format!("voice {voice_id}")))
+}

@@ -1,0 +1,227 @@
+//! One code path from "please call" to a stored, registered call.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::domain::agent::{engine_ref, EngineRef};
+use crate::domain::{
+    now_ms, AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString,
+    Direction, WorkspaceId,
+};
+use crate::store::{CallRow, Document, Store, StoreError, AGENTS, LLMS};
+
+/// Which kind of leg the call is.
+#[derive(Clone, Debug)]
+pub enum CallLeg {
+    /// We dial `to_number` from one of the workspace's numbers.
+    Outbound {
+        from_number: String,
+        to_number: String,
+        /// Honoured only for custom (imported) numbers.
+        ignore_e164_validation: bool,
+        /// Already checked: `X-` names, no line breaks.
+        custom_sip_headers: BTreeMap<String, String>,
+    },
+    /// Custom telephony dials in to us (`register-phone-call`); numbers are for tracking.
+    Registered { direction: Direction, from_number: String, to_number: String },
+}
+
+/// A call request, parsed at the edge.
+#[derive(Clone, Debug)]
+pub struct NewCall {
+    pub leg: CallLeg,
+    pub override_agent_id: Option<AgentId>,
+    pub override_agent_version: Option<AgentVersionRef>,
+    /// `agent_override.agent`, validated: merged over the agent version's configuration.
+    pub agent_override: Document,
+    /// `agent_override.retell_llm`, validated: merged over the LLM version's configuration.
+    pub retell_llm_override: Document,
+    pub metadata: Option<Value>,
+    pub dynamic_variables: Option<BTreeMap<String, String>>,
+    pub idempotency_key: Option<String>,
+    /// Extra per-call data kept in the call's document (e.g. UponAI's `trunkName`).
+    pub extra: Document,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateCallError {
+    /// The request cannot become a call; `field` is the wire field at fault.
+    #[error("{field}: {problem}")]
+    Invalid { field: &'static str, problem: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> CreateCallError {
+    CreateCallError::Invalid { field, problem: problem.into() }
+}
+
+/// Stores the call (or, for a repeated idempotency key, finds the first one). Returns the
+/// call and whether it is new. `roll` (uniform in [0, 1)) makes the A/B pick.
+pub async fn create_call(
+    store: &Store,
+    workspace_id: &WorkspaceId,
+    request: NewCall,
+    roll: f64,
+) -> Result<(CallRow, bool), CreateCallError> {
+    let mut document = Document::new();
+    let (direction, from_number, to_number, bound_agents) = match &request.leg {
+        CallLeg::Outbound { from_number, to_number, ignore_e164_validation, custom_sip_headers } => {
+            let number = find_number(store, workspace_id, from_number, *ignore_e164_validation).await?;
+            let is_custom = number.phone_number_type == "custom";
+            if *ignore_e164_validation && !is_custom {
+                return Err(invalid(
+                    "ignore_e164_validation",
+                    format!("is honoured only for custom (imported) numbers; {} is {}", number.phone_number, number.phone_number_type),
+                ));
+            }
+            let to = DialString::parse(to_number, *ignore_e164_validation)
+                .map_err(|err| invalid("to_number", err.to_string()))?;
+            if !custom_sip_headers.is_empty() {
+                document.insert("custom_sip_headers".into(), json!(custom_sip_headers));
+            }
+            let bound = outbound_agents(&number.document)?;
+            (Direction::Outbound, number.phone_number, to.as_str().to_owned(), bound)
+        }
+        CallLeg::Registered { direction, from_number, to_number } => {
+            (*direction, from_number.clone(), to_number.clone(), None)
+        }
+    };
+
+    let (agent_id, version_ref, agent_field) = match (&request.override_agent_id, bound_agents) {
+        (Some(agent_id), _) => (agent_id.clone(), request.override_agent_version, "override_agent_id"),
+        (None, _) if request.override_agent_version.is_some() => {
+            return Err(invalid("override_agent_version", "is only meaningful with override_agent_id"));
+        }
+        (None, Some(weights)) => {
+            let picked = weights.pick(roll);
+            (picked.agent_id.clone(), picked.agent_version, "from_number")
+        }
+        (None, None) => {
+            return Err(invalid(
+                "from_number",
+                format!("no outbound agent bound to {from_number}; bind outbound_agents to the number or pass override_agent_id"),
+            ));
+        }
+    };
+    let version_ref = version_ref.unwrap_or(AgentVersionRef::Latest);
+    let agent = store
+        .get_versioned(AGENTS, workspace_id, agent_id.as_str(), Some(version_ref))
+        .await
+        .map_err(|err| match err {
+            StoreError::NotFound => invalid(
+                if request.override_agent_version.is_some() { "override_agent_version" } else { agent_field },
+                format!("agent {agent_id} has no version {version_ref:?} in this workspace"),
+            ),
+            other => other.into(),
+        })?;
+
+    let mut effective_agent = agent.document.clone();
+    effective_agent.extend(request.agent_override.clone());
+    match engine_ref(&effective_agent) {
+        Some(EngineRef::RetellLlm { llm_id, version }) => {
+            let llm = store
+                .get_versioned(LLMS, workspace_id, llm_id.as_str(), version.map(AgentVersionRef::Number))
+                .await
+                .map_err(|err| match err {
+                    StoreError::NotFound => invalid(
+                        "agent_override",
+                        format!("the agent's retell llm {llm_id} (version {version:?}) no longer exists"),
+                    ),
+                    other => other.into(),
+                })?;
+            let mut effective_llm = llm.document;
+            effective_llm.extend(request.retell_llm_override.clone());
+            document.insert("effective_llm".into(), Value::Object(effective_llm));
+            document.insert("llm_version".into(), json!(llm.version));
+        }
+        _ if !request.retell_llm_override.is_empty() => {
+            return Err(invalid("agent_override", "retell_llm overrides need an agent with a retell-llm response engine"));
+        }
+        _ => {}
+    }
+    if let Some(name) = effective_agent.get("agent_name").filter(|name| name.is_string()) {
+        document.insert("agent_name".into(), name.clone());
+    }
+    if let Some(setting) = effective_agent.get("data_storage_setting") {
+        document.insert("data_storage_setting".into(), setting.clone());
+    }
+    if let Some(signed) = effective_agent.get("opt_in_signed_url") {
+        document.insert("opt_in_signed_url".into(), signed.clone());
+    }
+    if !request.agent_override.is_empty() || !request.retell_llm_override.is_empty() {
+        let mut applied = Document::new();
+        if !request.agent_override.is_empty() {
+            applied.insert("agent".into(), Value::Object(request.agent_override.clone()));
+        }
+        if !request.retell_llm_override.is_empty() {
+            applied.insert("retell_llm".into(), Value::Object(request.retell_llm_override.clone()));
+        }
+        document.insert("agent_override".into(), Value::Object(applied));
+    }
+    document.insert("effective_agent".into(), Value::Object(effective_agent));
+    if let Some(metadata) = request.metadata {
+        document.insert("metadata".into(), metadata);
+    }
+    if let Some(variables) = request.dynamic_variables {
+        document.insert("retell_llm_dynamic_variables".into(), json!(variables));
+    }
+    document.extend(request.extra);
+
+    let call = CallRow {
+        call_id: CallId::generate(),
+        call_type: CallType::PhoneCall,
+        direction,
+        call_status: CallStatus::Registered,
+        agent_id,
+        agent_version: agent.version,
+        from_number,
+        to_number,
+        created_at: now_ms(),
+        start_timestamp: None,
+        end_timestamp: None,
+        duration_ms: None,
+        disconnection_reason: None,
+        batch_call_id: None,
+        idempotency_key: request.idempotency_key,
+        document,
+    };
+    Ok(store.insert_call(workspace_id, &call).await?)
+}
+
+/// The workspace's number `raw`: matched as written, else by its canonical E.164 form.
+async fn find_number(
+    store: &Store,
+    workspace_id: &WorkspaceId,
+    raw: &str,
+    allow_raw: bool,
+) -> Result<crate::store::NumberRow, CreateCallError> {
+    let parsed = DialString::parse(raw, allow_raw).map_err(|err| invalid("from_number", err.to_string()))?;
+    match store.get_number(workspace_id, parsed.as_str()).await {
+        Ok(number) => Ok(number),
+        Err(StoreError::NotFound) => Err(invalid(
+            "from_number",
+            format!("{raw} is not a number of this workspace; import or create it first"),
+        )),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The number's outbound binding, re-parsed (it was validated when stored).
+fn outbound_agents(document: &Document) -> Result<Option<AgentWeights>, CreateCallError> {
+    let Some(list) = document.get("outbound_agents").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let entries = list.iter().map(|entry| {
+        let agent_id = entry.get("agent_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let weight = entry.get("weight").and_then(Value::as_f64).unwrap_or_default();
+        let version = entry
+            .get("agent_version")
+            .filter(|v| !v.is_null())
+            .and_then(|v| AgentVersionRef::parse(v).ok());
+        (agent_id, weight, version)
+    });
+    AgentWeights::parse(entries.collect::<Vec<_>>())
+        .map_err(|err| CreateCallError::Store(StoreError::Corrupt(format!("outbound_agents: {err}"))))
+}

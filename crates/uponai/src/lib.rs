@@ -1,0 +1,20 @@
+//! uponai: a self-hostable voice-AI calling platform with a Retell-compatible API.
+//!
+//! Layout, in the order data flows:
+//! - `config`, `telemetry`, `startup`: settings, logging, and `App` (build binds the
+//!   listeners and exposes their ports; `run_until_stopped` serves).
+//! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
+//! - `calls`: how a call comes to exist (and, from M2, the task that owns it).
+//! - `store`: the only SQL.
+//! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
+
+pub mod config;
+pub mod telemetry;
+pub mod startup;
+
+pub mod api;
+pub mod calls;
+pub mod store;
+pub mod domain;
+
+pub use startup::App;

@@ -1,0 +1,169 @@
+//! The `uponai` binary: parse the command line, then hand over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use uponai::config::{FileSettings, Overrides, Settings};
+use uponai::domain::{KeyId, WorkspaceId};
+use uponai::startup::{generate_secret, open_store};
+use uponai::App;
+
+/// Self-hostable voice-AI calling platform with a Retell-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "uponai", version)]
+struct Cli {
+    /// TOML config file with any of: http, sip, data_dir, api_key.
+    #[arg(long, env = "UPONAI_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Directory holding the SQLite database (uponai.db) and recordings [default: uponai-data].
+    #[arg(long, env = "UPONAI_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: HTTP API (and, from M2, SIP).
+    Serve(ServeArgs),
+    /// Manage API keys in the data directory (works while the server runs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "UPONAI_HTTP")]
+    http: Option<SocketAddr>,
+    /// Address of the SIP user agent (used from M2) [default: 127.0.0.1:5060].
+    #[arg(long, env = "UPONAI_SIP")]
+    sip: Option<SocketAddr>,
+    /// Key to bootstrap a fresh data directory with, instead of a generated one; added to
+    /// the first workspace if missing.
+    #[arg(long, env = "UPONAI_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown once).
+    Create {
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Add the key to this workspace [default: the first workspace].
+        #[arg(long, conflicts_with = "new_workspace")]
+        workspace: Option<String>,
+        /// Create a new workspace with this name and give it the key.
+        #[arg(long)]
+        new_workspace: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id (key_…); requests with it are refused at once.
+    Revoke { key_id: String },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("start tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileSettings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => {
+            uponai::telemetry::init();
+            let overrides = Overrides { http: args.http, sip: args.sip, data_dir: cli.data_dir, api_key: args.api_key };
+            serve(Settings::resolve(overrides, file)).await
+        }
+        Command::Keys(command) => {
+            let settings = Settings::resolve(Overrides { data_dir: cli.data_dir, ..Overrides::default() }, file);
+            keys(settings, command).await
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings.clone()).await?;
+    if let Some(bootstrap) = &app.bootstrap {
+        match &bootstrap.generated_key {
+            Some(key) => println!(
+                "Created workspace {:?} in {}.\nAPI key (shown once, keep it): {key}",
+                bootstrap.workspace_name,
+                settings.data_dir.display()
+            ),
+            None => println!("Created workspace {:?} with the key from UPONAI_API_KEY.", bootstrap.workspace_name),
+        }
+    }
+    println!("uponai listening on http://{}", app.http_addr());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
+
+async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    match command {
+        KeysCommand::Create { name, workspace, new_workspace } => {
+            let workspace_id = match (workspace, new_workspace) {
+                (Some(raw), _) => {
+                    let id = WorkspaceId::parse(&raw).with_context(|| format!("{raw:?} is not a workspace id"))?;
+                    anyhow::ensure!(store.workspace_exists(&id).await?, "no workspace {raw}");
+                    id
+                }
+                (None, Some(name)) => store.create_workspace(&name).await?,
+                (None, None) => match store.first_workspace().await? {
+                    Some(id) => id,
+                    None => store.create_workspace("default").await?,
+                },
+            };
+            let secret = generate_secret();
+            let key_id = store.create_api_key(&workspace_id, &name, &secret).await?;
+            println!("{key_id} workspace={workspace_id}\n{secret}");
+        }
+        KeysCommand::List => {
+            for key in store.list_api_keys().await? {
+                let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{}…\t{}", key.key_id, key.workspace_id, key.name, key.key_prefix, state);
+            }
+        }
+        KeysCommand::Revoke { key_id } => {
+            let id = KeyId::parse(&key_id).with_context(|| format!("{key_id:?} is not a key id"))?;
+            store.revoke_api_key(&id).await.with_context(|| format!("revoke {key_id}"))?;
+            println!("revoked {key_id}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Building and running the app: open the store, bootstrap the first workspace, bind the
+//! listeners (exposing the real ports), then serve until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rand::RngCore;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::store::Store;
+
+pub struct App {
+    http_listener: tokio::net::TcpListener,
+    store: Arc<Store>,
+    /// Set when this start created the first workspace with a generated key: shown once.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// The first workspace of a fresh data directory.
+#[derive(Debug)]
+pub struct Bootstrap {
+    pub workspace_name: String,
+    /// `None` when the key came from `UPONAI_API_KEY` (the operator already has it).
+    pub generated_key: Option<String>,
+}
+
+/// A new random API key secret.
+pub fn generate_secret() -> String {
+    let mut bytes = [0u8; 20];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("key_{}", hex::encode(bytes))
+}
+
+/// Opens the store of a data directory, creating the directory if needed.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("create data directory {}", settings.data_dir.display()))?;
+    Store::open(&settings.database_path()).await
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let bootstrap = bootstrap(&store, settings.bootstrap_api_key.as_deref()).await?;
+        let http_listener = tokio::net::TcpListener::bind(settings.http)
+            .await
+            .with_context(|| format!("bind HTTP {}", settings.http))?;
+        Ok(Self { http_listener, store: Arc::new(store), bootstrap })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.http_listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let router = api::router(ApiState { store: self.store.clone() });
+        tracing::info!(http = %self.http_addr(), "serving");
+        axum::serve(self.http_listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("HTTP server")?;
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// A fresh store gets one workspace and one key; a configured key is added if missing.
+async fn bootstrap(store: &Store, configured_key: Option<&str>) -> anyhow::Result<Option<Bootstrap>> {
+    if store.workspace_count().await? == 0 {
+        let workspace_id = store.create_workspace("default").await?;
+        let (secret, generated) = match configured_key {
+            Some(key) => (key.to_owned(), false),
+            None => (generate_secret(), true),
+        };
+        store.create_api_key(&workspace_id, "bootstrap", &secret).await?;
+        return Ok(Some(Bootstrap {
+            workspace_name: "default".into(),
+            generated_key: generated.then_some(secret),
+        }));
+    }
+    if let Some(key) = configured_key {
+        if !store.api_key_exists(key).await? {
+            let workspace_id = store.first_workspace().await?.context("a store with workspaces has a first one")?;
+            store.create_api_key(&workspace_id, "from UPONAI_API_KEY", key).await?;
+        }
+    }
+    Ok(None)
+}

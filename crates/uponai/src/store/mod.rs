@@ -1,0 +1,95 @@
+//! The store: the only module that writes SQL.
+//!
+//! Layout: `workspaces` (tenants and API keys), `versioned` (agents and Retell LLMs, both
+//! versioned documents), `numbers`, `calls`; one file per table group, all as `impl Store`
+//! blocks. Configuration documents (an agent version's
+//! settings, a number's bindings, a call's per-call data) are JSON objects the store keeps as
+//! text without interpreting them; the `api` layer validated them before they got here.
+//!
+//! The SQL is the portable subset of SQLite and PostgreSQL (`$n` placeholders, row-value
+//! comparisons for keyset paging) so a Postgres backend is a pool type away.
+
+mod calls;
+mod numbers;
+mod paging;
+mod versioned;
+mod workspaces;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+pub use calls::CallRow;
+pub use numbers::{NumberRow, PasswordChange};
+pub use paging::{Page, PageRequest};
+pub use versioned::{VersionRow, Versioned, AGENTS, LLMS};
+pub use workspaces::{ApiKeyRow, AuthenticatedKey};
+
+/// A JSON object as stored in a `document` column.
+pub type Document = Map<String, Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row in this workspace. Rows of other workspaces are never found.
+    #[error("not found")]
+    NotFound,
+    /// The write would break a rule the store keeps (a duplicate key, a published version).
+    #[error("{0}")]
+    Conflict(String),
+    /// A pagination key that names no row of this listing.
+    #[error("pagination_key does not name an item of this list")]
+    BadPaginationKey,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("stored document is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub struct Store {
+    pool: SqlitePool,
+    /// SQLite has one writer at a time. Holding this across each write transaction means a
+    /// transaction that reads and then writes never fails to upgrade its lock, and ids
+    /// computed inside it (the next version number) stay unique.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .context("sqlite path")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("open sqlite database {}", path.display()))?;
+        sqlx::migrate!("../../migrations")
+            .run(&pool)
+            .await
+            .context("migrate database")?;
+        Ok(Self { pool, write_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn encode_document(document: &Document) -> String {
+    // Serialising a `Map<String, Value>` cannot fail: every key is a string.
+    serde_json::to_string(document).expect("a JSON object always serialises")
+}
+
+fn decode_document(text: &str) -> Result<Document, StoreError> {
+    serde_json::from_str(text).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
