@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::domain::agent::{engine_ref, EngineRef};
 use crate::domain::{
-    now_ms, AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString,
+    AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString,
     Direction, WorkspaceId,
 };
 use crate::store::{CallRow, Document, Store, StoreError, AGENTS, LLMS};
@@ -178,7 +178,7 @@ pub async fn create_call(
         agent_version: agent.version,
         from_number,
         to_number,
-        created_at: now_ms(),
+        created_at: 0,
         start_timestamp: None,
         end_timestamp: None,
         duration_ms: None,

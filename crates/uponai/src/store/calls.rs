@@ -18,7 +18,8 @@ pub struct CallRow {
     pub agent_version: i64,
     pub from_number: String,
     pub to_number: String,
-    /// When the call was registered; the sort key of listings.
+    /// Creation order (see `Store::next_created_at`); the sort key of listings. Set by
+    /// `insert_call`.
     pub created_at: i64,
     pub start_timestamp: Option<i64>,
     pub end_timestamp: Option<i64>,
@@ -33,8 +34,9 @@ const CALL_COLUMNS: &str = "call_id, call_type, direction, call_status, agent_id
     from_number, to_number, created_at, start_timestamp, end_timestamp, duration_ms,
     disconnection_reason, batch_call_id, idempotency_key, document";
 
-/// How long an `idempotency_key` keeps answering with the call it first created.
-const IDEMPOTENCY_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// How long an `idempotency_key` keeps answering with the call it first created, in the
+/// microseconds of `created_at`.
+const IDEMPOTENCY_WINDOW_US: i64 = 60 * 60 * 1_000_000;
 
 impl Store {
     /// Inserts a call, unless the workspace already made one with the same idempotency key
@@ -46,6 +48,7 @@ impl Store {
         call: &CallRow,
     ) -> Result<(CallRow, bool), StoreError> {
         let _writer = self.write_lock.lock().await;
+        let call = CallRow { created_at: self.next_created_at(), ..call.clone() };
         if let Some(key) = &call.idempotency_key {
             let existing = sqlx::query(&format!(
                 "SELECT {CALL_COLUMNS} FROM calls
@@ -54,7 +57,7 @@ impl Store {
             ))
             .bind(workspace_id.as_str())
             .bind(key)
-            .bind(call.created_at - IDEMPOTENCY_WINDOW_MS)
+            .bind(call.created_at - IDEMPOTENCY_WINDOW_US)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = existing {
@@ -84,7 +87,7 @@ impl Store {
         .bind(encode_document(&call.document))
         .execute(&self.pool)
         .await?;
-        Ok((call.clone(), true))
+        Ok((call, true))
     }
 
     pub async fn get_call(

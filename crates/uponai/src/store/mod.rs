@@ -56,6 +56,8 @@ pub struct Store {
     /// transaction that reads and then writes never fails to upgrade its lock, and ids
     /// computed inside it (the next version number) stay unique.
     write_lock: tokio::sync::Mutex<()>,
+    /// The last creation stamp handed out; see `next_created_at`.
+    last_created_at: std::sync::Mutex<i64>,
 }
 
 impl Store {
@@ -77,7 +79,22 @@ impl Store {
             .run(&pool)
             .await
             .context("migrate database")?;
-        Ok(Self { pool, write_lock: tokio::sync::Mutex::new(()) })
+        Ok(Self { pool, write_lock: tokio::sync::Mutex::new(()), last_created_at: std::sync::Mutex::new(0) })
+    }
+
+    /// The `created_at` of a new row: microseconds since the epoch, strictly increasing
+    /// within this store, so listings in creation order are exact even for rows created in
+    /// the same microsecond.
+    fn next_created_at(&self) -> i64 {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        // A poisoned lock only means another thread panicked mid-increment; the value is
+        // still a valid lower bound.
+        let mut last = self.last_created_at.lock().unwrap_or_else(|poison| poison.into_inner());
+        *last = (*last + 1).max(now_us);
+        *last
     }
 
     pub async fn close(&self) {

@@ -37,15 +37,17 @@ impl Store {
     ) -> Result<NumberRow, StoreError> {
         let _writer = self.write_lock.lock().await;
         let now = now_ms();
+        let created_at = self.next_created_at();
         let result = sqlx::query(
             "INSERT INTO phone_numbers
                  (phone_number, workspace_id, phone_number_type, created_at,
                   last_modification_timestamp, auth_password, document)
-             VALUES ($1, $2, $3, $4, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(phone_number)
         .bind(workspace_id.as_str())
         .bind(phone_number_type)
+        .bind(created_at)
         .bind(now)
         .bind(auth_password)
         .bind(encode_document(document))
@@ -55,7 +57,7 @@ impl Store {
             Ok(_) => Ok(NumberRow {
                 phone_number: phone_number.to_owned(),
                 phone_number_type: phone_number_type.to_owned(),
-                created_at: now,
+                created_at,
                 last_modification_timestamp: now,
                 auth_password: auth_password.map(str::to_owned),
                 document: document.clone(),

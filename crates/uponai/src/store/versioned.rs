@@ -43,7 +43,7 @@ pub struct VersionRow {
     pub is_published: bool,
     pub base_version: Option<i64>,
     pub last_modification_timestamp: i64,
-    /// When the parent was created; identical across versions.
+    /// Creation order of the parent (see `Store::next_created_at`); identical across versions.
     pub created_at: i64,
     pub document: Document,
 }
@@ -59,6 +59,7 @@ impl Store {
     ) -> Result<VersionRow, StoreError> {
         let _writer = self.write_lock.lock().await;
         let now = now_ms();
+        let created_at = self.next_created_at();
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO {} ({}, workspace_id, created_at) VALUES ($1, $2, $3)",
@@ -66,7 +67,7 @@ impl Store {
         ))
         .bind(id)
         .bind(workspace_id.as_str())
-        .bind(now)
+        .bind(created_at)
         .execute(&mut *tx)
         .await?;
         insert_version(&mut tx, kind, id, 0, None, now, document).await?;
@@ -77,7 +78,7 @@ impl Store {
             is_published: false,
             base_version: None,
             last_modification_timestamp: now,
-            created_at: now,
+            created_at,
             document: document.clone(),
         })
     }

@@ -1,0 +1,146 @@
+//! `spawn_app` and typed helpers on `TestApp`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use uponai::config::Settings;
+use uponai::App;
+
+pub const KEY: &str = "key_test_0123456789abcdef";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub key: String,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(tempfile::tempdir().expect("temp dir")).await
+}
+
+pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
+    let settings = Settings {
+        http: "127.0.0.1:0".parse().unwrap(),
+        sip: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_owned(),
+        bootstrap_api_key: Some(KEY.to_owned()),
+    };
+    let app = App::build(settings).await.expect("app builds");
+    let addr = app.http_addr();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp { addr, key: KEY.to_owned(), client: reqwest::Client::new(), data_dir, shutdown, server }
+}
+
+/// A response: status and parsed JSON body (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error message, asserting the error body shape.
+    pub fn message(&self) -> &str {
+        assert_eq!(self.body["status"], "error", "not an error body: {}", self.body);
+        self.body["message"].as_str().expect("message is a string")
+    }
+}
+
+impl TestApp {
+    /// Stops the server and returns its data directory for a restart.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        self.server.await.expect("server task").expect("server ran cleanly");
+        self.data_dir
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub async fn request_as(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("http://{}{}", self.addr, path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
+        Reply { status, body }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.request_as(Some(&self.key.clone()), method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// Creates a Retell LLM and returns its id.
+    pub async fn create_llm(&self, body: Value) -> String {
+        let reply = self.post("/create-retell-llm", body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["llm_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an agent on a fresh LLM and returns the agent id.
+    pub async fn create_agent(&self, name: &str) -> String {
+        let llm_id = self.create_llm(json!({"general_prompt": "You are helpful.", "begin_message": "Hello"})).await;
+        let reply = self
+            .post(
+                "/create-agent",
+                json!({
+                    "agent_name": name,
+                    "voice_id": "espeak-en-us-male",
+                    "response_engine": {"type": "retell-llm", "llm_id": llm_id},
+                }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["agent_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Imports a custom number bound to `outbound` agents (weight 1 split evenly).
+    pub async fn import_number(&self, number: &str, outbound: &[&str]) -> Value {
+        let weight = 1.0 / outbound.len().max(1) as f64;
+        let agents: Vec<Value> = outbound.iter().map(|id| json!({"agent_id": id, "weight": weight})).collect();
+        let reply = self
+            .post(
+                "/import-phone-number",
+                json!({
+                    "phone_number": number,
+                    "termination_uri": "sip:127.0.0.1:5090;transport=udp",
+                    "sip_trunk_auth_username": "trunkuser",
+                    "sip_trunk_auth_password": "trunksecret",
+                    "outbound_agents": if agents.is_empty() { Value::Null } else { json!(agents) },
+                }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+}
