@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::agent_fields::AgentFields;
@@ -30,8 +30,8 @@ pub struct CallResponse {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// A JSON object, stored and echoed.
+    pub metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,7 +70,7 @@ impl CallResponse {
             from_number: row.from_number,
             to_number: row.to_number,
             direction: row.direction.as_str(),
-            metadata: doc.get("metadata").cloned(),
+            metadata: doc.get("metadata").and_then(Value::as_object).cloned(),
             retell_llm_dynamic_variables: strings("retell_llm_dynamic_variables"),
             custom_sip_headers: strings("custom_sip_headers"),
             start_timestamp: row.start_timestamp,
@@ -160,8 +160,8 @@ pub struct CreatePhoneCallRequest {
     #[schema(value_type = Option<Object>)]
     pub override_agent_version: Option<Value>,
     pub agent_override: Option<AgentOverride>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// A JSON object, stored and echoed.
+    pub metadata: Option<Map<String, Value>>,
     /// String values only.
     pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
     /// Names must start with `X-`.
@@ -182,8 +182,8 @@ pub struct RegisterPhoneCallRequest {
     pub direction: Option<String>,
     pub from_number: Option<String>,
     pub to_number: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// A JSON object, stored and echoed.
+    pub metadata: Option<Map<String, Value>>,
     pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
 }
 
@@ -191,8 +191,8 @@ pub struct RegisterPhoneCallRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateCallRequest {
     /// Replaces the call's metadata.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// A JSON object, stored and echoed.
+    pub metadata: Option<Map<String, Value>>,
     /// May only become more restrictive.
     pub data_storage_setting: Option<String>,
     #[schema(value_type = Option<Object>)]

@@ -264,7 +264,7 @@ pub async fn update_call(
     let current = state.store.get_call(&key.workspace_id, &call_id).await.map_err(not_found)?;
     let mut patch = Document::new();
     if let Some(metadata) = request.metadata {
-        patch.insert("metadata".into(), metadata);
+        patch.insert("metadata".into(), Value::Object(metadata));
     }
     if let Some(setting) = request.data_storage_setting {
         let rank = |s: &str| STORAGE_ORDER.iter().position(|known| *known == s);

@@ -33,8 +33,8 @@ pub struct InitiateCallRequest {
     #[schema(value_type = Option<Object>)]
     pub override_agent_version: Option<Value>,
     pub custom_sip_headers: Option<BTreeMap<String, String>>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// A JSON object, stored and echoed.
+    pub metadata: Option<Map<String, Value>>,
     #[serde(rename = "uponai_dynamic_variables")]
     pub uponai_dynamic_variables: Option<BTreeMap<String, String>>,
     /// `{agent: {voiceId, maxCallDurationMs, …}, llm: {model, beginMessage, …}}`.
@@ -51,8 +51,8 @@ pub struct InitiatedCall {
     pub status: &'static str,
     pub agent_id: String,
     pub agent_version: i64,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// A JSON object, stored and echoed.
+    pub metadata: Option<Map<String, Value>>,
     pub opt_out_sensitive_data_storage: bool,
     pub access_token: Option<String>,
     pub expires_at: Option<i64>,

@@ -37,7 +37,7 @@ pub struct NewCall {
     pub agent_override: Document,
     /// `agent_override.retell_llm`, validated: merged over the LLM version's configuration.
     pub retell_llm_override: Document,
-    pub metadata: Option<Value>,
+    pub metadata: Option<serde_json::Map<String, Value>>,
     pub dynamic_variables: Option<BTreeMap<String, String>>,
     pub idempotency_key: Option<String>,
     /// Extra per-call data kept in the call's document (e.g. UponAI's `trunkName`).
@@ -162,7 +162,7 @@ pub async fn create_call(
     }
     document.insert("effective_agent".into(), Value::Object(effective_agent));
     if let Some(metadata) = request.metadata {
-        document.insert("metadata".into(), metadata);
+        document.insert("metadata".into(), Value::Object(metadata));
     }
     if let Some(variables) = request.dynamic_variables {
         document.insert("retell_llm_dynamic_variables".into(), json!(variables));

@@ -63,6 +63,7 @@ async fn bad_call_requests_are_refused_naming_the_field() {
         (with(json!({"agent_override": {"agent": {"voice_speed": 9}}})), "agent_override.agent.voice_speed"),
         (with(json!({"agent_override": {"agent": {"voice_id": "nope"}}})), "agent_override.agent.voice_id"),
         (with(json!({"idempotency_key": "a b"})), "idempotency_key"),
+        (with(json!({"metadata": "not an object"})), "metadata"),
         (with(json!({"to_number": "10 01", "ignore_e164_validation": true})), "to_number"),
         (json!({"to_number": "+12125550123"}), "request body"),
     ];
