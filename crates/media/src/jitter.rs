@@ -1,36 +1,44 @@
-//! A jitter buffer: reorders packets by sequence number and plays out one frame per tick,
-//! concealing a lost frame by repeating the last one (faded) and filling gaps with silence.
+//! A jitter buffer on RTP timestamps: packets of any duration (20 ms, 30 ms, …) are placed by
+//! timestamp and played out as 20 ms frames, one per tick. A missing stretch is concealed by
+//! the last frame, faded, then silence; a long jump (silence suppression) is skipped.
 
 use std::collections::BTreeMap;
 
-use crate::{Frame, SILENCE};
+use crate::{Frame, SAMPLES_PER_FRAME, SILENCE};
 
-/// Frames kept at most; a burst beyond this drops the oldest.
-const MAX_FRAMES: usize = 50;
+const FRAME: i64 = SAMPLES_PER_FRAME as i64;
+/// Samples kept at most (one second); a burst beyond this drops the oldest.
+const MAX_SAMPLES: usize = 8_000;
+/// A gap longer than this before the next packet is skipped, not played as silence.
+const MAX_GAP: i64 = 50 * FRAME;
 
 #[derive(Debug)]
 pub struct JitterBuffer {
-    /// Frames buffered before playout starts (the added delay, in 20 ms frames).
-    depth: usize,
-    frames: BTreeMap<u64, Frame>,
-    /// Extended sequence number of the next frame to play; `None` until playout starts.
-    next: Option<u64>,
-    /// Extended sequence number of the highest packet seen (for wraparound).
-    highest: Option<u64>,
+    /// Samples buffered before playout starts.
+    depth: i64,
+    /// Packets by timestamp relative to the first packet's.
+    packets: BTreeMap<i64, Vec<i16>>,
+    n_buffered: usize,
+    base: Option<u32>,
+    /// Relative timestamp of the next sample to play; `None` until playout starts.
+    cursor: Option<i64>,
     last: Frame,
     concealed_in_a_row: u32,
     pub n_received: u64,
     pub n_late: u64,
+    /// 20 ms frames concealed because their packets never came.
     pub n_lost: u64,
 }
 
 impl JitterBuffer {
+    /// `depth` is in 20 ms frames.
     pub fn new(depth: usize) -> Self {
         Self {
-            depth: depth.max(1),
-            frames: BTreeMap::new(),
-            next: None,
-            highest: None,
+            depth: i64::try_from(depth.max(1)).unwrap_or(1) * FRAME,
+            packets: BTreeMap::new(),
+            n_buffered: 0,
+            base: None,
+            cursor: None,
             last: SILENCE,
             concealed_in_a_row: 0,
             n_received: 0,
@@ -39,61 +47,84 @@ impl JitterBuffer {
         }
     }
 
-    /// Extends a 16-bit sequence number to the one nearest the highest seen.
-    fn extend(&self, sequence: u16) -> u64 {
-        let Some(highest) = self.highest else { return u64::from(sequence) + (1 << 16) };
-        let candidate = (highest & !0xFFFF) | u64::from(sequence);
-        [candidate.wrapping_sub(1 << 16), candidate, candidate + (1 << 16)]
-            .into_iter()
-            .filter(|c| *c >= 1 << 16)
-            .min_by_key(|c| c.abs_diff(highest))
-            .unwrap_or(candidate)
-    }
-
-    pub fn push(&mut self, sequence: u16, frame: Frame) {
-        let extended = self.extend(sequence);
-        if self.next.is_some_and(|next| extended < next) {
+    pub fn push(&mut self, timestamp: u32, samples: &[i16]) {
+        if samples.is_empty() {
+            return;
+        }
+        let base = *self.base.get_or_insert(timestamp);
+        // Signed distance, so wraparound and early-but-reordered packets both work.
+        let position = i64::from(timestamp.wrapping_sub(base) as i32);
+        let end = position + samples.len() as i64;
+        if self.cursor.is_some_and(|cursor| end <= cursor) {
             self.n_late += 1;
             return;
         }
         self.n_received += 1;
-        self.highest = Some(self.highest.map_or(extended, |h| h.max(extended)));
-        self.frames.insert(extended, frame);
-        while self.frames.len() > MAX_FRAMES {
-            self.frames.pop_first();
+        if let Some(old) = self.packets.insert(position, samples.to_vec()) {
+            self.n_buffered -= old.len();
+        }
+        self.n_buffered += samples.len();
+        while self.n_buffered > MAX_SAMPLES {
+            if let Some((_, dropped)) = self.packets.pop_first() {
+                self.n_buffered -= dropped.len();
+            }
+        }
+    }
+
+    fn buffered_span(&self) -> i64 {
+        match (self.packets.first_key_value(), self.packets.last_key_value()) {
+            (Some((first, _)), Some((last, samples))) => last + samples.len() as i64 - first,
+            _ => 0,
         }
     }
 
     /// The frame for this 20 ms tick.
     pub fn pop(&mut self) -> Frame {
-        let next = match self.next {
-            Some(next) => next,
-            None if self.frames.len() >= self.depth => *self.frames.keys().next().unwrap_or(&0),
+        let start = match self.cursor {
+            Some(cursor) => cursor,
+            None if self.buffered_span() >= self.depth => *self.packets.keys().next().unwrap_or(&0),
             None => return SILENCE,
         };
-        if let Some(frame) = self.frames.remove(&next) {
-            self.next = Some(next + 1);
+        let Some(&next_key) = self.packets.keys().next() else {
+            // Underrun: the stream paused or ended; wait without advancing.
+            self.cursor = Some(start);
+            return SILENCE;
+        };
+        let start = if next_key - start > MAX_GAP { next_key } else { start };
+        let end = start + FRAME;
+        let mut frame = SILENCE;
+        let mut n_filled = 0;
+        for (&position, samples) in self.packets.range(..end) {
+            let from = position.max(start);
+            let to = (position + samples.len() as i64).min(end);
+            for t in from..to {
+                // In range: `t - position` < len and `t - start` < FRAME.
+                frame[(t - start) as usize] = samples[(t - position) as usize];
+                n_filled += 1;
+            }
+        }
+        let consumed: Vec<i64> =
+            self.packets.iter().filter(|(p, s)| **p + s.len() as i64 <= end).map(|(p, _)| *p).collect();
+        for position in consumed {
+            if let Some(samples) = self.packets.remove(&position) {
+                self.n_buffered -= samples.len();
+            }
+        }
+        self.cursor = Some(end);
+        if n_filled > 0 {
             self.last = frame;
             self.concealed_in_a_row = 0;
             return frame;
         }
-        if self.frames.is_empty() {
-            // Underrun: the stream paused (or ended); wait without advancing.
-            return SILENCE;
-        }
-        // A gap with later packets waiting: that packet is lost.
         self.n_lost += 1;
-        self.next = Some(next + 1);
         self.concealed_in_a_row += 1;
         if self.concealed_in_a_row > 2 {
             return SILENCE;
         }
-        let mut faded = self.last;
-        for sample in &mut faded {
+        for sample in &mut self.last {
             *sample /= 2;
         }
-        self.last = faded;
-        faded
+        self.last
     }
 }
 
@@ -101,54 +132,67 @@ impl JitterBuffer {
 mod tests {
     use super::*;
 
-    fn frame(value: i16) -> Frame {
-        [value; crate::SAMPLES_PER_FRAME]
+    fn samples(value: i16, n: usize) -> Vec<i16> {
+        vec![value; n]
     }
 
     #[test]
-    fn reordered_packets_play_in_sequence_order() {
+    fn reordered_packets_play_in_timestamp_order() {
         let mut buffer = JitterBuffer::new(2);
-        buffer.push(11, frame(2));
+        buffer.push(1160, &samples(2, 160));
         assert_eq!(buffer.pop(), SILENCE, "waits for depth");
-        buffer.push(10, frame(1));
-        buffer.push(12, frame(3));
+        buffer.push(1000, &samples(1, 160));
+        buffer.push(1320, &samples(3, 160));
         assert_eq!(buffer.pop()[0], 1);
         assert_eq!(buffer.pop()[0], 2);
         assert_eq!(buffer.pop()[0], 3);
+    }
+
+    #[test]
+    fn thirty_millisecond_packets_become_twenty_millisecond_frames() {
+        let mut buffer = JitterBuffer::new(1);
+        for i in 0..4u32 {
+            buffer.push(i * 240, &samples(i as i16 + 1, 240));
+        }
+        let frames: Vec<Frame> = (0..6).map(|_| buffer.pop()).collect();
+        assert_eq!((frames[0][0], frames[0][159]), (1, 1));
+        assert_eq!((frames[1][0], frames[1][79], frames[1][80], frames[1][159]), (1, 1, 2, 2));
+        assert_eq!((frames[2][0], frames[2][159]), (2, 2));
+        assert_eq!((frames[5][0], frames[5][159]), (4, 4));
+        assert_eq!(buffer.n_lost, 0);
     }
 
     #[test]
     fn a_lost_packet_is_concealed_and_late_ones_dropped() {
         let mut buffer = JitterBuffer::new(1);
-        buffer.push(1, frame(100));
+        buffer.push(0, &samples(100, 160));
         assert_eq!(buffer.pop()[0], 100);
-        buffer.push(3, frame(300));
-        assert_eq!(buffer.pop()[0], 50, "packet 2 lost: last frame, faded");
+        buffer.push(320, &samples(300, 160));
+        assert_eq!(buffer.pop()[0], 50, "the frame at 160 is lost: last frame, faded");
         assert_eq!(buffer.pop()[0], 300);
-        buffer.push(2, frame(200));
-        assert_eq!(buffer.n_late, 1);
-        assert_eq!(buffer.n_lost, 1);
+        buffer.push(160, &samples(200, 160));
+        assert_eq!((buffer.n_late, buffer.n_lost), (1, 1));
     }
 
     #[test]
-    fn sequence_numbers_wrap() {
+    fn timestamps_wrap() {
         let mut buffer = JitterBuffer::new(1);
-        buffer.push(65_535, frame(1));
-        buffer.push(0, frame(2));
+        buffer.push(u32::MAX - 159, &samples(1, 160));
+        buffer.push(0, &samples(2, 160));
         assert_eq!(buffer.pop()[0], 1);
         assert_eq!(buffer.pop()[0], 2);
-        buffer.push(1, frame(3));
-        assert_eq!(buffer.pop()[0], 3);
     }
 
     #[test]
-    fn an_underrun_waits_instead_of_skipping() {
+    fn an_underrun_waits_and_a_long_jump_is_skipped() {
         let mut buffer = JitterBuffer::new(1);
-        buffer.push(5, frame(5));
+        buffer.push(0, &samples(5, 160));
         buffer.pop();
         assert_eq!(buffer.pop(), SILENCE);
-        buffer.push(6, frame(6));
-        assert_eq!(buffer.pop()[0], 6);
+        buffer.push(160, &samples(6, 160));
+        assert_eq!(buffer.pop()[0], 6, "resumes where it paused");
+        buffer.push(160 + 8000 * 10, &samples(7, 160));
+        assert_eq!(buffer.pop()[0], 7, "ten seconds of suppressed silence are skipped");
         assert_eq!(buffer.n_lost, 0);
     }
 }

@@ -19,6 +19,8 @@ use crate::wav::WavWriter;
 use crate::{Frame, SAMPLE_RATE, SAMPLES_PER_FRAME, SILENCE};
 
 const FRAME_INTERVAL: Duration = Duration::from_millis(20);
+/// The longest audio packet accepted (120 ms); G.711 is one byte per sample.
+const MAX_PACKET_SAMPLES: usize = 960;
 
 /// The local RTP port range; ports are handed out round-robin, even numbers only.
 #[derive(Debug)]
@@ -261,12 +263,10 @@ async fn run(
                     if let Some(digit) = dtmf_in.on_payload(packet.timestamp, packet.payload) {
                         let _ = channels.events.try_send(MediaEvent::Dtmf(digit));
                     }
-                } else if packet.payload_type == sender.params.payload_type && packet.payload.len() == SAMPLES_PER_FRAME {
-                    let mut frame = SILENCE;
-                    for (sample, code) in frame.iter_mut().zip(packet.payload) {
-                        *sample = sender.params.codec.decode(*code);
-                    }
-                    jitter.push(packet.sequence, frame);
+                } else if packet.payload_type == sender.params.payload_type && packet.payload.len() <= MAX_PACKET_SAMPLES {
+                    let codec = sender.params.codec;
+                    let samples: Vec<i16> = packet.payload.iter().map(|code| codec.decode(*code)).collect();
+                    jitter.push(packet.timestamp, &samples);
                 }
             }
         }

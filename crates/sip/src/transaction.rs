@@ -93,8 +93,11 @@ impl ClientTransaction {
             (ClientState::Accepted, _) => vec![],
             (_, 100..=199) => {
                 if self.invite {
+                    // Ringing may last minutes: Timer B only guards the Calling state, and
+                    // the user cancels a call that rings too long.
                     self.state = ClientState::Proceeding;
                     self.retransmit_at = None;
+                    self.timeout_at = None;
                 } else if let Some(at) = self.retransmit_at.as_mut() {
                     // Non-INVITE: keep retransmitting, at T2.
                     self.interval = T2;

@@ -1,7 +1,9 @@
 //! Settings: each from the command line, else the environment (`UPONAI_*`), else the TOML
 //! config file, else the default. The option names are a contract other tooling relies on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_SIP: &str = "127.0.0.1:5060";
 pub const DEFAULT_DATA_DIR: &str = "uponai-data";
+pub const DEFAULT_RTP_PORTS: &str = "20000-29999";
+pub const DEFAULT_NO_AUDIO_TIMEOUT_SECS: u64 = 30;
 
 /// Everything `App::build` needs. No `Default`: a caller says what it means.
 #[derive(Clone, Debug)]
@@ -23,6 +27,15 @@ pub struct Settings {
     /// When set, the key a fresh data directory is bootstrapped with (and added to the
     /// first workspace if missing on later starts).
     pub bootstrap_api_key: Option<String>,
+    /// Local UDP ports for RTP.
+    pub rtp_ports: RangeInclusive<u16>,
+    /// The address peers should send SIP and RTP to (Contact, SDP); defaults to the SIP
+    /// bind address, or 127.0.0.1 when that is unspecified.
+    pub external_ip: Option<IpAddr>,
+    /// Base URL of this server as webhook consumers reach it (recording links).
+    pub public_url: Option<String>,
+    /// A call with no RTP from the other side for this long ends `error_no_audio_received`.
+    pub no_audio_timeout: Duration,
 }
 
 /// The config file's shape: the same names as the flags.
@@ -33,6 +46,10 @@ pub struct FileSettings {
     pub sip: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub api_key: Option<String>,
+    pub rtp_ports: Option<String>,
+    pub external_ip: Option<IpAddr>,
+    pub public_url: Option<String>,
+    pub no_audio_timeout_secs: Option<u64>,
 }
 
 impl FileSettings {
@@ -50,19 +67,46 @@ pub struct Overrides {
     pub sip: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub api_key: Option<String>,
+    pub rtp_ports: Option<String>,
+    pub external_ip: Option<IpAddr>,
+    pub public_url: Option<String>,
+    pub no_audio_timeout_secs: Option<u64>,
+}
+
+/// `20000-29999` → `20000..=29999`.
+pub fn parse_port_range(raw: &str) -> anyhow::Result<RangeInclusive<u16>> {
+    let (lo, hi) = raw.split_once('-').context("expected LOW-HIGH, e.g. 20000-29999")?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
+    anyhow::ensure!(lo > 0 && hi > lo, "the range must be increasing and above 0");
+    Ok(lo..=hi)
 }
 
 impl Settings {
-    pub fn resolve(overrides: Overrides, file: FileSettings) -> Self {
+    pub fn resolve(overrides: Overrides, file: FileSettings) -> anyhow::Result<Self> {
         // The defaults are valid literals.
         let default_http = DEFAULT_HTTP.parse().expect("valid default HTTP address");
         let default_sip = DEFAULT_SIP.parse().expect("valid default SIP address");
-        Self {
+        let rtp_ports = overrides.rtp_ports.or(file.rtp_ports).unwrap_or_else(|| DEFAULT_RTP_PORTS.to_owned());
+        Ok(Self {
             http: overrides.http.or(file.http).unwrap_or(default_http),
             sip: overrides.sip.or(file.sip).unwrap_or(default_sip),
             data_dir: overrides.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             bootstrap_api_key: overrides.api_key.or(file.api_key).filter(|key| !key.is_empty()),
-        }
+            rtp_ports: parse_port_range(&rtp_ports).context("rtp_ports")?,
+            external_ip: overrides.external_ip.or(file.external_ip),
+            public_url: overrides.public_url.or(file.public_url),
+            no_audio_timeout: Duration::from_secs(
+                overrides.no_audio_timeout_secs.or(file.no_audio_timeout_secs).unwrap_or(DEFAULT_NO_AUDIO_TIMEOUT_SECS),
+            ),
+        })
+    }
+
+    /// The address put in Contact headers and SDP.
+    pub fn advertised_ip(&self) -> IpAddr {
+        self.external_ip.unwrap_or_else(|| {
+            let ip = self.sip.ip();
+            if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip }
+        })
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -78,10 +122,17 @@ mod tests {
     fn command_line_beats_file_beats_default() {
         let file: FileSettings = toml::from_str("http = \"0.0.0.0:9000\"\ndata_dir = \"/srv/uponai\"").unwrap();
         let overrides = Overrides { data_dir: Some("/tmp/x".into()), ..Overrides::default() };
-        let settings = Settings::resolve(overrides, file);
+        let settings = Settings::resolve(overrides, file).unwrap();
         assert_eq!(settings.http, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(settings.sip, DEFAULT_SIP.parse().unwrap());
         assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn port_ranges_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_port_range("20000-20100").unwrap(), 20000..=20100);
+        assert!(parse_port_range("20100-20000").is_err());
+        assert!(parse_port_range("abc").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - `config`, `telemetry`, `startup`: settings, logging, and `App` (build binds the
 //!   listeners and exposes their ports; `run_until_stopped` serves).
 //! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
-//! - `calls`: how a call comes to exist (and, from M2, the task that owns it).
+//! - `dispatch`: decides when a registered outbound call is dialed.
+//! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
 //! - `store`: the only SQL.
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
 
@@ -13,6 +14,7 @@ pub mod telemetry;
 pub mod startup;
 
 pub mod api;
+pub mod dispatch;
 pub mod calls;
 pub mod store;
 pub mod domain;

@@ -46,6 +46,20 @@ struct ServeArgs {
     /// the first workspace if missing.
     #[arg(long, env = "UPONAI_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Local UDP port range for RTP media [default: 20000-29999].
+    #[arg(long, env = "UPONAI_RTP_PORTS")]
+    rtp_ports: Option<String>,
+    /// IP address put in SIP Contact and SDP, when peers reach this host by another address
+    /// than the SIP bind address (NAT) [default: the SIP bind address].
+    #[arg(long, env = "UPONAI_EXTERNAL_IP")]
+    external_ip: Option<std::net::IpAddr>,
+    /// Base URL under which others reach this server's HTTP API; recording links use it
+    /// [default: http://<--http address>].
+    #[arg(long, env = "UPONAI_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// End a call when no RTP has arrived from the other side for this many seconds [default: 30].
+    #[arg(long, env = "UPONAI_NO_AUDIO_TIMEOUT_SECS")]
+    no_audio_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,11 +93,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             uponai::telemetry::init();
-            let overrides = Overrides { http: args.http, sip: args.sip, data_dir: cli.data_dir, api_key: args.api_key };
-            serve(Settings::resolve(overrides, file)).await
+            let overrides = Overrides {
+                http: args.http,
+                sip: args.sip,
+                data_dir: cli.data_dir,
+                api_key: args.api_key,
+                rtp_ports: args.rtp_ports,
+                external_ip: args.external_ip,
+                public_url: args.public_url,
+                no_audio_timeout_secs: args.no_audio_timeout_secs,
+            };
+            serve(Settings::resolve(overrides, file)?).await
         }
         Command::Keys(command) => {
-            let settings = Settings::resolve(Overrides { data_dir: cli.data_dir, ..Overrides::default() }, file);
+            let settings = Settings::resolve(Overrides { data_dir: cli.data_dir, ..Overrides::default() }, file)?;
             keys(settings, command).await
         }
     }
@@ -101,7 +124,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             None => println!("Created workspace {:?} with the key from UPONAI_API_KEY.", bootstrap.workspace_name),
         }
     }
-    println!("uponai listening on http://{}", app.http_addr());
+    println!("uponai listening on http://{} (SIP on {} udp+tcp)", app.http_addr(), app.sip_addr());
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await

@@ -8,13 +8,18 @@ use anyhow::Context;
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, RecordingLinks};
+use crate::calls::CallRuntime;
 use crate::config::Settings;
+use crate::dispatch::Dispatcher;
 use crate::store::Store;
 
 pub struct App {
     http_listener: tokio::net::TcpListener,
     store: Arc<Store>,
+    runtime: Arc<CallRuntime>,
+    sip_incoming: tokio::sync::mpsc::Receiver<sip::Incoming>,
+    recording_links: RecordingLinks,
     /// Set when this start created the first workspace with a generated key: shown once.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -48,7 +53,23 @@ impl App {
         let http_listener = tokio::net::TcpListener::bind(settings.http)
             .await
             .with_context(|| format!("bind HTTP {}", settings.http))?;
-        Ok(Self { http_listener, store: Arc::new(store), bootstrap })
+        let (endpoint, sip_incoming) = sip::Endpoint::bind(sip::EndpointConfig { bind: settings.sip })
+            .await
+            .with_context(|| format!("bind SIP {}", settings.sip))?;
+        let store = Arc::new(store);
+        let runtime = CallRuntime::new(
+            store.clone(),
+            endpoint,
+            media::RtpPorts::new(settings.rtp_ports.clone()),
+            settings.advertised_ip(),
+            settings.sip.ip(),
+            settings.data_dir.join("recordings"),
+            settings.no_audio_timeout,
+        );
+        let http_addr = http_listener.local_addr().context("HTTP address")?;
+        let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let recording_links = RecordingLinks::load_or_create(&settings.data_dir, base_url, runtime.recordings_dir.clone())?;
+        Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -56,14 +77,34 @@ impl App {
         self.http_listener.local_addr().expect("bound listener has an address")
     }
 
+    /// Where SIP (UDP and TCP) listens.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.runtime.endpoint.local_addr()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = api::router(ApiState { store: self.store.clone() });
-        tracing::info!(http = %self.http_addr(), "serving");
+        let runtime = self.runtime.clone();
+        let http_addr = self.http_addr();
+        let dispatcher = Dispatcher::start(runtime.clone());
+        for (workspace_id, call) in runtime.recover().await? {
+            dispatcher.dispatch(workspace_id, call.call_id);
+        }
+        tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
+        tokio::spawn(runtime.clone().sweep_registered());
+        tracing::info!(http = %http_addr, sip = %runtime.endpoint.local_addr(), "serving");
+        let state = ApiState { store: self.store.clone(), dispatcher, recording_links: Arc::new(self.recording_links) };
+        let router = api::router(state);
         axum::serve(self.http_listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .context("HTTP server")?;
+        // Hang up every call and let each record its end.
+        runtime.shutdown.cancel();
+        runtime.tracker.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(15), runtime.tracker.wait()).await.is_err() {
+            tracing::warn!("some calls did not finish within 15 s of shutdown");
+        }
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

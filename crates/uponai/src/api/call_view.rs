@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::agent_fields::AgentFields;
 use super::error::{ApiError, ApiResult};
 use super::llms::LlmFields;
+use super::recordings::{RecordingLinks, DEFAULT_LINK_TTL_MS};
 use super::validate::to_document;
 use crate::domain::AgentVersionRef;
 use crate::store::{CallRow, Document};
@@ -53,11 +54,27 @@ pub struct CallResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub custom_attributes: Option<Value>,
+    /// Mono mix (16-bit PCM WAV) at an expiring signed URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_url: Option<String>,
+    /// Stereo: left the other party, right the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_multi_channel_url: Option<String>,
+    /// The SIP Call-ID of the call's leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub telephony_identifier: Option<Value>,
 }
 
 impl CallResponse {
-    pub fn from_row(row: CallRow) -> Self {
+    pub fn from_row(row: CallRow, links: &RecordingLinks) -> Self {
         let doc = row.document;
+        let ttl = doc
+            .get("effective_agent")
+            .and_then(|agent| agent.get("signed_url_expiration_ms"))
+            .and_then(Value::as_i64)
+            .unwrap_or(DEFAULT_LINK_TTL_MS);
+        let link = |key: &str| doc.get(key).and_then(Value::as_str).map(|file| links.url(file, ttl));
         let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
         let strings = |key: &str| doc.get(key).and_then(|v| serde_json::from_value(v.clone()).ok());
         Self {
@@ -81,6 +98,9 @@ impl CallResponse {
             opt_in_signed_url: doc.get("opt_in_signed_url").and_then(Value::as_bool),
             batch_call_id: row.batch_call_id,
             custom_attributes: doc.get("custom_attributes").cloned(),
+            recording_url: link("recording_file"),
+            recording_multi_channel_url: link("recording_multi_channel_file"),
+            telephony_identifier: doc.get("telephony_identifier").cloned(),
         }
     }
 }

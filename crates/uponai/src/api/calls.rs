@@ -31,13 +31,16 @@ pub(super) async fn create(
     workspace_id: &WorkspaceId,
     request: NewCall,
 ) -> ApiResult<CallResponse> {
-    let (row, _is_new) = create_call(&state.store, workspace_id, request, rand::random::<f64>())
+    let (row, is_new) = create_call(&state.store, workspace_id, request, rand::random::<f64>())
         .await
         .map_err(|err| match err {
             CreateCallError::Invalid { field, problem } => ApiError::field(field, problem),
             CreateCallError::Store(err) => ApiError::from_store(err, "call"),
         })?;
-    Ok(CallResponse::from_row(row))
+    if is_new && row.direction == Direction::Outbound && row.document.get("dial_in").is_none() {
+        state.dispatcher.dispatch(workspace_id.clone(), row.call_id.clone());
+    }
+    Ok(CallResponse::from_row(row, &state.recording_links))
 }
 
 /// Checks the agent-override references (LLM, voices) against the workspace.
@@ -153,7 +156,7 @@ pub async fn get_call(
         .get_call(&key.workspace_id, &call_id)
         .await
         .map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
-    Ok(Json(CallResponse::from_row(row)))
+    Ok(Json(CallResponse::from_row(row, &state.recording_links)))
 }
 
 /// `POST /v3/list-calls`.
@@ -220,7 +223,7 @@ pub async fn list_calls(
         let exhausted = chunk.len() < SCAN_CHUNK as usize;
         cursor = chunk.last().map(|row| row.call_id.clone());
         for row in chunk {
-            let view = CallResponse::from_row(row);
+            let view = CallResponse::from_row(row, &state.recording_links);
             let as_json = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
             if !filter.matches(&as_json) {
                 continue;
@@ -291,7 +294,7 @@ pub async fn update_call(
         patch.insert("custom_attributes".into(), json!(merged));
     }
     let row = state.store.patch_call_document(&key.workspace_id, &call_id, &patch).await.map_err(not_found)?;
-    Ok(Json(CallResponse::from_row(row)))
+    Ok(Json(CallResponse::from_row(row, &state.recording_links)))
 }
 
 /// Delete a call record.

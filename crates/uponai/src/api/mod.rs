@@ -25,6 +25,7 @@ mod nullable;
 mod numbers;
 mod openapi;
 mod paging;
+mod recordings;
 mod uponai;
 mod validate;
 mod voices;
@@ -38,8 +39,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 pub use error::{ApiError, ErrorBody};
+pub use recordings::RecordingLinks;
 pub use voices::DEFAULT_VOICE_ID;
 
+use crate::dispatch::Dispatcher;
 use crate::domain::AgentVersionRef;
 use crate::store::Store;
 
@@ -47,6 +50,9 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
+    /// Where new outbound calls are handed to be dialed.
+    pub dispatcher: Dispatcher,
+    pub recording_links: Arc<RecordingLinks>,
 }
 
 /// `?version=` on get/update of agents and LLMs: a number, `latest` or `latest_published`.
@@ -100,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/update-call/{call_id}", patch(calls::update_call))
         .route("/v2/delete-call/{call_id}", delete(calls::delete_call))
         .route("/api/v1/calls/initiate", post(uponai::initiate_call))
+        .route("/recordings/{file}", get(recordings::download))
         .route("/openapi.json", get(openapi::serve))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::NoRoute })

@@ -91,6 +91,11 @@ pub struct PhoneNumberRequest {
     #[serde(default, with = "nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub inbound_sms_webhook_url: Option<Option<String>>,
+    /// uponai: source IPs or CIDRs allowed to send this number's inbound calls; unset means
+    /// the addresses of the number's trunk.
+    #[serde(default, with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub allowed_inbound_sources: Option<Option<Vec<String>>>,
 }
 
 /// One agent of a weighted binding.
@@ -147,6 +152,9 @@ pub struct NumberSettings {
     /// Present for custom (imported) numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip_outbound_trunk_config: Option<SipOutboundTrunkConfig>,
+    /// uponai: who may send inbound calls for this number (IPs or CIDRs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_inbound_sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -317,6 +325,14 @@ async fn apply_common(
     }
     if let Some(toll_free) = request.toll_free {
         settings.toll_free = Some(toll_free);
+    }
+    if let Some(sources) = &request.allowed_inbound_sources {
+        for (i, raw) in sources.iter().flatten().enumerate() {
+            if crate::calls::trunk::IpNet::parse(raw).is_none() {
+                return Err(ApiError::field(format!("allowed_inbound_sources[{i}]"), format!("{raw:?} is not an IP address or CIDR")));
+            }
+        }
+        settings.allowed_inbound_sources = sources.clone();
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, calls, llms, numbers, uponai, voices, workspace};
+use super::{agents, calls, llms, numbers, recordings, uponai, voices, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,7 +21,7 @@ use super::{agents, calls, llms, numbers, uponai, voices, workspace};
         workspace::get_settings, workspace::update_settings, workspace::api_key_info,
         calls::create_phone_call, calls::register_phone_call, calls::get_call, calls::list_calls,
         calls::update_call, calls::delete_call,
-        uponai::initiate_call,
+        uponai::initiate_call, recordings::download,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

@@ -49,6 +49,10 @@ pub struct ProviderTrunk {
     /// `TLS`, `TCP` or `UDP`; the provider's preset when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
+    /// Source IPs or CIDRs the provider sends inbound calls from; unset means the address
+    /// of `termination_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_inbound_sources: Option<Vec<String>>,
 }
 
 /// Settings stored per workspace.
@@ -78,6 +82,7 @@ pub struct ProviderTrunkView {
     pub auth_username: Option<String>,
     pub has_auth_password: bool,
     pub transport: Option<String>,
+    pub allowed_inbound_sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -129,6 +134,11 @@ fn check_trunk(field: &str, trunk: &ProviderTrunk) -> ApiResult<ProviderTrunk> {
                 .to_owned(),
         ),
     };
+    for (i, raw) in trunk.allowed_inbound_sources.iter().flatten().enumerate() {
+        if crate::calls::trunk::IpNet::parse(raw).is_none() {
+            return Err(ApiError::field(format!("{field}.allowed_inbound_sources[{i}]"), format!("{raw:?} is not an IP address or CIDR")));
+        }
+    }
     Ok(ProviderTrunk { transport, ..trunk.clone() })
 }
 
@@ -138,6 +148,7 @@ fn view(trunk: Option<ProviderTrunk>) -> Option<ProviderTrunkView> {
         auth_username: trunk.auth_username,
         has_auth_password: trunk.auth_password.is_some(),
         transport: trunk.transport,
+        allowed_inbound_sources: trunk.allowed_inbound_sources,
     })
 }
 

@@ -25,6 +25,9 @@ pub enum CallLeg {
     },
     /// Custom telephony dials in to us (`register-phone-call`); numbers are for tracking.
     Registered { direction: Direction, from_number: String, to_number: String },
+    /// A call arriving at `to_number`, one of the workspace's numbers: the agent is a
+    /// weighted pick of its inbound agents.
+    Inbound { from_number: String, to_number: String },
 }
 
 /// A call request, parsed at the edge.
@@ -81,11 +84,24 @@ pub async fn create_call(
             if !custom_sip_headers.is_empty() {
                 document.insert("custom_sip_headers".into(), json!(custom_sip_headers));
             }
-            let bound = outbound_agents(&number.document)?;
+            let bound = bound_agents(&number.document, "outbound_agents")?;
             (Direction::Outbound, number.phone_number, to.as_str().to_owned(), bound)
         }
         CallLeg::Registered { direction, from_number, to_number } => {
+            document.insert("dial_in".into(), json!(true));
             (*direction, from_number.clone(), to_number.clone(), None)
+        }
+        CallLeg::Inbound { from_number, to_number } => {
+            let number = match store.get_number(workspace_id, to_number).await {
+                Ok(number) => number,
+                Err(StoreError::NotFound) => return Err(invalid("to_number", format!("{to_number} is not a number of this workspace"))),
+                Err(other) => return Err(other.into()),
+            };
+            let bound = bound_agents(&number.document, "inbound_agents")?;
+            if bound.is_none() && request.override_agent_id.is_none() {
+                return Err(invalid("to_number", format!("no inbound agent bound to {to_number}")));
+            }
+            (Direction::Inbound, from_number.clone(), number.phone_number, bound)
         }
     };
 
@@ -208,9 +224,10 @@ async fn find_number(
     }
 }
 
-/// The number's outbound binding, re-parsed (it was validated when stored).
-fn outbound_agents(document: &Document) -> Result<Option<AgentWeights>, CreateCallError> {
-    let Some(list) = document.get("outbound_agents").and_then(Value::as_array) else {
+/// A binding of the number (`inbound_agents`, `outbound_agents`), re-parsed (it was
+/// validated when stored).
+fn bound_agents(document: &Document, key: &str) -> Result<Option<AgentWeights>, CreateCallError> {
+    let Some(list) = document.get(key).and_then(Value::as_array) else {
         return Ok(None);
     };
     let entries = list.iter().map(|entry| {
@@ -223,5 +240,5 @@ fn outbound_agents(document: &Document) -> Result<Option<AgentWeights>, CreateCa
         (agent_id, weight, version)
     });
     AgentWeights::parse(entries.collect::<Vec<_>>())
-        .map_err(|err| CreateCallError::Store(StoreError::Corrupt(format!("outbound_agents: {err}"))))
+        .map_err(|err| CreateCallError::Store(StoreError::Corrupt(format!("{key}: {err}"))))
 }

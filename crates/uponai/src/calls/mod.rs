@@ -1,11 +1,24 @@
-//! Calls: how a call comes to exist and (from M2) the task that owns it.
+//! Calls: how a call comes to exist, and the one task that owns it while it lives.
 //!
-//! `create` turns a parsed request into a stored call: it finds the caller's number,
-//! picks the agent (override, else a weighted pick of the number's outbound agents),
-//! resolves the version, merges the per-call override, and records the call `registered`.
-//! Every route that makes calls (the Retell routes, UponAI's own route, batches) goes
-//! through it.
+//! - `create`: a parsed request → a stored, registered call (agent pick, version, override).
+//! - `runtime`: what call tasks share; routes in-dialog SIP requests to the owning task.
+//! - `trunk`: where a number's calls go (dial plan) and may come from (allow-list).
+//! - `outcome`: SIP outcomes → the call's one `disconnection_reason` (pure).
+//! - `outbound`, `inbound`: the two ways a call task starts; both end in `talk`.
+//! - `talk`: the connected call: media, the agent side, and whatever ends it first.
+//! - `prompt`: the agent side until the voice agent exists (plays the begin message).
+//!
+//! Architecture Invariant: exactly one task owns a call from dial (or answer) to its end, and
+//! it records the end once; the store refuses a second end.
 
 pub mod create;
+pub mod inbound;
+pub mod outbound;
+pub mod outcome;
+pub mod prompt;
+pub mod runtime;
+pub mod talk;
+pub mod trunk;
 
 pub use create::{create_call, CallLeg, CreateCallError, NewCall};
+pub use runtime::CallRuntime;

@@ -30,7 +30,7 @@ pub struct CallRow {
     pub document: Document,
 }
 
-const CALL_COLUMNS: &str = "call_id, call_type, direction, call_status, agent_id, agent_version,
+pub(super) const CALL_COLUMNS: &str = "call_id, call_type, direction, call_status, agent_id, agent_version,
     from_number, to_number, created_at, start_timestamp, end_timestamp, duration_ms,
     disconnection_reason, batch_call_id, idempotency_key, document";
 
@@ -183,7 +183,7 @@ impl Store {
     }
 }
 
-fn call_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CallRow, StoreError> {
+pub(super) fn call_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CallRow, StoreError> {
     fn corrupt(what: &str, raw: &str) -> StoreError {
         StoreError::Corrupt(format!("{what} {raw:?}"))
     }

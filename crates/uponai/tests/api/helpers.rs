@@ -30,6 +30,10 @@ pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
         sip: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_owned(),
         bootstrap_api_key: Some(KEY.to_owned()),
+        rtp_ports: 40_000..=49_999,
+        external_ip: None,
+        public_url: None,
+        no_audio_timeout: std::time::Duration::from_secs(30),
     };
     let app = App::build(settings).await.expect("app builds");
     let addr = app.http_addr();

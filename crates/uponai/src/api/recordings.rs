@@ -1,0 +1,88 @@
+//! Recording links: expiring URLs signed with a secret of this data directory, so that a
+//! webhook consumer can fetch a recording without the API key.
+
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
+use super::ApiState;
+use crate::domain::now_ms;
+
+/// How long a link stays valid by default (the hosted API's 24 h).
+pub const DEFAULT_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug)]
+pub struct RecordingLinks {
+    secret: Vec<u8>,
+    base_url: String,
+    dir: PathBuf,
+}
+
+impl RecordingLinks {
+    /// Reads the data directory's link secret, creating it on first use.
+    pub fn load_or_create(data_dir: &Path, base_url: String, dir: PathBuf) -> anyhow::Result<Self> {
+        let path = data_dir.join("recording-links.secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(text) => hex::decode(text.trim())?,
+            Err(_) => {
+                let secret: [u8; 32] = rand::random();
+                std::fs::write(&path, hex::encode(secret))?;
+                secret.to_vec()
+            }
+        };
+        Ok(Self { secret, base_url: base_url.trim_end_matches('/').to_owned(), dir })
+    }
+
+    fn signature(&self, file: &str, expires: i64) -> String {
+        // HMAC accepts keys of any length.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(format!("{file}:{expires}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A link to `file` valid for `ttl_ms`.
+    pub fn url(&self, file: &str, ttl_ms: i64) -> String {
+        let expires = now_ms() + ttl_ms;
+        format!("{}/recordings/{file}?expires={expires}&signature={}", self.base_url, self.signature(file, expires))
+    }
+
+    fn verify(&self, file: &str, expires: i64, signature: &str) -> bool {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(format!("{file}:{expires}").as_bytes());
+        let Ok(given) = hex::decode(signature) else { return false };
+        expires >= now_ms() && mac.verify_slice(&given).is_ok()
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    pub expires: i64,
+    pub signature: String,
+}
+
+/// Download a recording through a signed link (no API key).
+#[utoipa::path(get, path = "/recordings/{file}", tag = "Call", security(()),
+    params(("file" = String, Path), LinkQuery),
+    responses((status = 200, content_type = "audio/wav"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<ApiState>,
+    UrlPath(file): UrlPath<String>,
+    ApiQuery(query): ApiQuery<LinkQuery>,
+) -> Result<Response, ApiError> {
+    let links = &state.recording_links;
+    let safe_name = !file.is_empty() && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !file.starts_with('.');
+    if !safe_name || !links.verify(&file, query.expires, &query.signature) {
+        return Ok((StatusCode::FORBIDDEN, axum::Json(ErrorBody { status: "error", message: "the link is invalid or has expired".into() })).into_response());
+    }
+    let bytes = tokio::fs::read(links.dir.join(&file)).await.map_err(|err| ApiError::Internal(err.into()))?;
+    Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())
+}

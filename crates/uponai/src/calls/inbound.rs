@@ -1,0 +1,149 @@
+//! Answering: an INVITE to one of our numbers (from that number's trunk, with an inbound
+//! agent bound) or to `sip:{call_id}@…` of a registered call becomes a call task.
+
+use std::sync::Arc;
+
+use media::sdp;
+use serde_json::json;
+use sip::dialog::Dialog;
+use sip::endpoint::{new_token, Target, TransportKind};
+use sip::{Incoming, NameAddr, Request, Response, ServerTxHandle, SipUri};
+
+use super::create::{create_call, CallLeg, CreateCallError, NewCall};
+use super::outcome::status_after_connect;
+use super::runtime::{CallRuntime, REGISTERED_CALL_TIMEOUT_MS};
+use super::talk::{talk, Leg};
+use super::trunk;
+use crate::domain::{now_ms, CallId, CallStatus, DisconnectionReason, WorkspaceId};
+use crate::store::{CallRow, Document};
+
+pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
+    let Some(tx) = incoming.tx else { return };
+    let request = incoming.request;
+    let reject = |status: u16, reason: &'static str| {
+        let tx = tx.clone();
+        let response = Response::to(&request, status, reason);
+        async move { tx.respond(response).await }
+    };
+    let Some(user) = SipUri::parse(&request.uri).ok().and_then(|uri| uri.user) else {
+        return reject(404, "Not Found").await;
+    };
+
+    let (workspace_id, call) = if let Some(call_id) = CallId::parse(&user) {
+        match registered_call(&rt, &call_id).await {
+            Some(found) => found,
+            None => return reject(404, "Not Found").await,
+        }
+    } else {
+        let number = if user.starts_with('+') { user.clone() } else { format!("+{user}") };
+        let found = match rt.store.find_number_any_workspace(&number).await {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => rt.store.find_number_any_workspace(&user).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let Some((workspace_id, number_row)) = found else { return reject(404, "Not Found").await };
+        let allowed = match trunk::plan(&rt.store, &workspace_id, &number_row).await {
+            Ok(plan) => plan.allowed_sources.iter().any(|net| net.contains(incoming.source.addr.ip())),
+            Err(_) => false,
+        };
+        if !allowed {
+            tracing::warn!(source = %incoming.source.addr, number = %number_row.phone_number, "call.refused: source is not the number's trunk");
+            return reject(403, "Forbidden").await;
+        }
+        let caller = request
+            .headers
+            .get("from")
+            .and_then(|from| NameAddr::parse(from).ok())
+            .and_then(|from| from.uri.user)
+            .unwrap_or_default();
+        let new_call = NewCall {
+            leg: CallLeg::Inbound { from_number: caller, to_number: number_row.phone_number.clone() },
+            override_agent_id: None,
+            override_agent_version: None,
+            agent_override: Document::new(),
+            retell_llm_override: Document::new(),
+            metadata: None,
+            dynamic_variables: None,
+            idempotency_key: None,
+            extra: Document::new(),
+        };
+        match create_call(&rt.store, &workspace_id, new_call, rand::random::<f64>()).await {
+            Ok((call, _)) => (workspace_id, call),
+            Err(CreateCallError::Invalid { problem, .. }) => {
+                tracing::info!(number = %number_row.phone_number, %problem, "call.refused");
+                return reject(403, "Forbidden").await;
+            }
+            Err(CreateCallError::Store(err)) => {
+                tracing::error!(error = %err, "could not record an inbound call");
+                return reject(500, "Server Internal Error").await;
+            }
+        }
+    };
+    let (status, reason, patch) = accept(&rt, &workspace_id, &call, &request, incoming.source, &tx).await;
+    rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
+}
+
+/// A registered dial-in call still waiting, or `None` (answered 404). A call dialed in too
+/// late is ended `registered_call_timeout`.
+async fn registered_call(rt: &Arc<CallRuntime>, call_id: &CallId) -> Option<(WorkspaceId, CallRow)> {
+    let (workspace_id, call) = rt.store.find_call_any_workspace(call_id).await.ok()??;
+    if call.call_status != CallStatus::Registered || call.document.get("dial_in").is_none() {
+        return None;
+    }
+    if call.created_at / 1000 < now_ms() - REGISTERED_CALL_TIMEOUT_MS {
+        rt.end(&workspace_id, call_id, CallStatus::Error, DisconnectionReason::RegisteredCallTimeout, Document::new()).await;
+        return None;
+    }
+    // Claim it, so a second INVITE for the same id cannot join too.
+    rt.store.mark_call_dispatched(call_id, now_ms()).await.ok()?.then_some((workspace_id, call))
+}
+
+async fn accept(
+    rt: &Arc<CallRuntime>,
+    workspace_id: &WorkspaceId,
+    call: &CallRow,
+    invite: &Request,
+    source: Target,
+    tx: &ServerTxHandle,
+) -> (CallStatus, DisconnectionReason, Document) {
+    let failed = || (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+    let Ok(socket) = rt.rtp_ports.bind(rt.media_bind_ip).await else {
+        tx.respond(Response::to(invite, 503, "Service Unavailable")).await;
+        return failed();
+    };
+    let Ok(local) = socket.local_addr() else { return failed() };
+    let offer = String::from_utf8_lossy(&invite.body).into_owned();
+    let local_media = std::net::SocketAddr::new(rt.advertised_ip, local.port());
+    let (answer_sdp, params) = match sdp::answer(&offer, local_media, rand::random::<u32>().into()) {
+        Ok(answer) => answer,
+        Err(err) => {
+            tracing::info!(call_id = %call.call_id, error = %err, "call.refused: no usable media offer");
+            tx.respond(Response::to(invite, 488, "Not Acceptable Here")).await;
+            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+        }
+    };
+    let local_tag = new_token();
+    let Ok(dialog) = Dialog::from_uas(invite, &local_tag) else {
+        tx.respond(Response::to(invite, 400, "Bad Request")).await;
+        return failed();
+    };
+    let transport_param = if source.transport == TransportKind::Tcp { ";transport=tcp" } else { "" };
+    let contact = format!("<sip:{}@{}:{}{transport_param}>", call.to_number, rt.advertised_ip, rt.endpoint.local_addr().port());
+    let (inbox_tx, inbox) = tokio::sync::mpsc::channel(32);
+    let _route = rt.route_dialog(invite.call_id(), inbox_tx);
+    let mut ok = Response::to(invite, 200, "OK");
+    ok.headers.set("To", dialog.local.clone());
+    ok.headers.push("Contact", contact.clone());
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = answer_sdp.clone().into_bytes();
+    tx.respond(ok).await;
+    let _ = rt.store.mark_call_ongoing(&call.call_id, now_ms()).await;
+    tracing::info!(%workspace_id, call_id = %call.call_id, from = %call.from_number, "call.answered");
+
+    // Replies go back where the INVITE came from (that is the trunk, or its connection).
+    let mut leg = Leg { dialog, target: source, inbox, invite_events: None, ack: None, local_sdp: answer_sdp, local_contact: contact };
+    let talked = talk(rt, call, &mut leg, socket, params).await;
+    let mut patch = talked.patch;
+    patch.insert("telephony_identifier".into(), json!({"sip_call_id": invite.call_id()}));
+    (status_after_connect(talked.reason), talked.reason, patch)
+}

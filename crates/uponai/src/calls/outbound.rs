@@ -1,0 +1,243 @@
+//! An outbound call's task: dial the number's trunk, answer its challenges, give up ringing
+//! with CANCEL, and talk once answered. It ends the call exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use media::sdp::{self, Codec};
+use serde_json::{json, Value};
+use sip::auth::Challenge;
+use sip::dialog::Dialog;
+use sip::endpoint::{new_token, ClientEvent, Target, TransportKind};
+use sip::{Headers, Method, Request, Response, SipUri};
+use tokio::time::Instant;
+
+use super::outcome::{status_after_connect, DialFailure};
+use super::runtime::CallRuntime;
+use super::talk::{talk, Leg};
+use super::trunk::{self, DialPlan};
+use crate::domain::{now_ms, CallStatus, DisconnectionReason, WorkspaceId};
+use crate::store::{CallRow, Document};
+
+/// Default and bounds of `ring_duration_ms`.
+const DEFAULT_RING_MS: u64 = 30_000;
+/// How long we wait for the trunk to confirm our CANCEL (487) before giving up.
+const CANCEL_GRACE: Duration = Duration::from_secs(32);
+
+pub async fn run(rt: Arc<CallRuntime>, workspace_id: WorkspaceId, call: CallRow) {
+    let (status, reason, patch) = dial(&rt, &workspace_id, &call).await;
+    rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
+}
+
+async fn dial(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, call: &CallRow) -> (CallStatus, DisconnectionReason, Document) {
+    let failed = |failure: DialFailure| (failure.status(), failure.reason(), Document::new());
+    let number = match rt.store.get_number(workspace_id, &call.from_number).await {
+        Ok(number) => number,
+        Err(err) => {
+            tracing::warn!(call_id = %call.call_id, error = %err, "the calling number is gone");
+            return failed(DialFailure::NoRoute);
+        }
+    };
+    let plan = match trunk::plan(&rt.store, workspace_id, &number).await {
+        Ok(plan) => plan,
+        Err(err) => {
+            tracing::warn!(call_id = %call.call_id, error = %err, "cannot dial");
+            return failed(DialFailure::NoRoute);
+        }
+    };
+    let socket = match rt.rtp_ports.bind(rt.media_bind_ip).await {
+        Ok(socket) => socket,
+        Err(err) => {
+            tracing::error!(call_id = %call.call_id, error = %err, "no RTP port");
+            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+        }
+    };
+    let local_media = match socket.local_addr() {
+        Ok(addr) => std::net::SocketAddr::new(rt.advertised_ip, addr.port()),
+        Err(_) => return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()),
+    };
+    let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
+    let mut invite = build_invite(rt, call, &plan, &offer);
+    let sip_call_id = invite.call_id().to_owned();
+    let _ = rt.store.set_sip_call_id(&call.call_id, &sip_call_id).await;
+    let (inbox_tx, inbox) = tokio::sync::mpsc::channel(32);
+    let _route = rt.route_dialog(&sip_call_id, inbox_tx);
+    tracing::info!(call_id = %call.call_id, to = %call.to_number, trunk = %plan.target.addr, "call.dialing");
+
+    let ring_ms = call
+        .document
+        .get("effective_agent")
+        .and_then(|agent| agent.get("ring_duration_ms"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_RING_MS);
+    let ring_deadline = Instant::now() + Duration::from_millis(ring_ms);
+    let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
+    let (mut answered_challenge, mut got_provisional) = (false, false);
+    let mut cancel_deadline: Option<Instant> = None;
+    let mut shutting_down = false;
+
+    let ok = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                None | Some(ClientEvent::TransportError(_)) => return failed(DialFailure::Unreachable),
+                Some(ClientEvent::Timeout) => {
+                    return failed(if cancel_deadline.is_some() { DialFailure::RingTimeout } else { DialFailure::Unreachable });
+                }
+                Some(ClientEvent::Response(response)) => match response.status {
+                    100..=199 => got_provisional = true,
+                    200..=299 => break response,
+                    401 | 407 if !answered_challenge && plan.username.is_some() => {
+                        let Some(retry) = with_credentials(rt, &invite, &response, &plan) else {
+                            return failed(DialFailure::Rejected { status: response.status, after_our_cancel: false, after_our_credentials: false });
+                        };
+                        answered_challenge = true;
+                        invite = retry;
+                        events = rt.endpoint.send_request(invite.clone(), plan.target).await;
+                    }
+                    status => {
+                        if shutting_down {
+                            return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
+                        }
+                        return failed(DialFailure::Rejected {
+                            status,
+                            after_our_cancel: cancel_deadline.is_some(),
+                            after_our_credentials: answered_challenge,
+                        });
+                    }
+                },
+            },
+            () = tokio::time::sleep_until(ring_deadline), if cancel_deadline.is_none() => {
+                if !got_provisional {
+                    // Not even ringing: the trunk is not answering us at all. Nothing can be
+                    // cancelled yet (RFC 3261 §9.1); the INVITE transaction ends by itself.
+                    return failed(DialFailure::Unreachable);
+                }
+                send_cancel(rt, &invite, plan.target).await;
+                cancel_deadline = Some(Instant::now() + CANCEL_GRACE);
+            }
+            () = sleep_until_opt(cancel_deadline) => return failed(DialFailure::RingTimeout),
+            () = rt.shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                if !got_provisional {
+                    return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
+                }
+                send_cancel(rt, &invite, plan.target).await;
+                cancel_deadline = Some(Instant::now() + Duration::from_secs(5));
+            }
+        }
+    };
+
+    // Answered. Our ACK goes whatever happens next.
+    let dialog = match Dialog::from_uac(&invite, &ok) {
+        Ok(dialog) => dialog,
+        Err(err) => {
+            tracing::warn!(call_id = %call.call_id, error = %err, "unusable 2xx");
+            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+        }
+    };
+    let target = in_dialog_target(&dialog, plan.target);
+    let ack = dialog.ack(rt.endpoint.via(plan.target.transport));
+    rt.endpoint.send_stateless(&ack, target).await;
+    let mut leg = Leg {
+        dialog,
+        target,
+        inbox,
+        invite_events: Some(events),
+        ack: Some(ack),
+        local_sdp: offer,
+        local_contact: invite.headers.get("contact").unwrap_or_default().to_owned(),
+    };
+    let answer = String::from_utf8_lossy(&ok.body).into_owned();
+    let params = match sdp::negotiate(&answer, &[Codec::Pcmu, Codec::Pcma]) {
+        Ok(params) => params,
+        Err(err) => {
+            tracing::warn!(call_id = %call.call_id, error = %err, "unusable SDP answer");
+            super::talk::send_bye(rt, &mut leg).await;
+            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+        }
+    };
+    let _ = rt.store.mark_call_ongoing(&call.call_id, now_ms()).await;
+    tracing::info!(call_id = %call.call_id, codec = params.codec.name(), "call.answered");
+    let talked = talk(rt, call, &mut leg, socket, params).await;
+    let mut patch = talked.patch;
+    patch.insert("telephony_identifier".into(), json!({"sip_call_id": sip_call_id}));
+    (status_after_connect(talked.reason), talked.reason, patch)
+}
+
+fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &str) -> Request {
+    let transport_param = if plan.target.transport == TransportKind::Tcp { ";transport=tcp" } else { "" };
+    let uri = format!("sip:{}@{}{transport_param}", call.to_number, plan.uri_host);
+    let local = rt.endpoint.local_addr();
+    let mut headers = Headers::new();
+    headers.push("Via", rt.endpoint.via(plan.target.transport));
+    headers.push("Max-Forwards", "70");
+    headers.push("From", format!("<sip:{}@{}>;tag={}", call.from_number, plan.uri_host, new_token()));
+    headers.push("To", format!("<sip:{}@{}>", call.to_number, plan.uri_host));
+    headers.push("Call-ID", format!("{}@uponai", new_token()));
+    headers.push("CSeq", "1 INVITE");
+    headers.push("Contact", format!("<sip:{}@{}:{}{transport_param}>", call.from_number, rt.advertised_ip, local.port()));
+    headers.push("User-Agent", "uponai");
+    headers.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+    for (name, value) in &plan.provider_headers {
+        headers.push(name.clone(), value.clone());
+    }
+    if let Some(custom) = call.document.get("custom_sip_headers").and_then(Value::as_object) {
+        for (name, value) in custom {
+            if let Some(value) = value.as_str() {
+                headers.push(name.clone(), value);
+            }
+        }
+    }
+    headers.push("Content-Type", "application/sdp");
+    Request { method: Method::Invite, uri, headers, body: sdp_offer.as_bytes().to_vec() }
+}
+
+/// The INVITE again with the digest answer, a new branch and the next CSeq.
+fn with_credentials(rt: &CallRuntime, invite: &Request, challenge: &Response, plan: &DialPlan) -> Option<Request> {
+    let (challenge_header, answer_header) =
+        if challenge.status == 407 { ("proxy-authenticate", "Proxy-Authorization") } else { ("www-authenticate", "Authorization") };
+    let challenge = Challenge::parse(challenge.headers.get(challenge_header)?).ok()?;
+    let answer = challenge.answer("INVITE", &invite.uri, plan.username.as_deref()?, plan.password.as_deref().unwrap_or_default(), &new_token(), 1);
+    let mut retry = invite.clone();
+    let (cseq, _) = invite.cseq();
+    retry.headers.set("Via", rt.endpoint.via(plan.target.transport));
+    retry.headers.set("CSeq", format!("{} INVITE", cseq + 1));
+    retry.headers.set(answer_header, answer);
+    Some(retry)
+}
+
+/// CANCEL for a pending INVITE: same branch, Call-ID, From, To and CSeq number.
+async fn send_cancel(rt: &CallRuntime, invite: &Request, target: Target) {
+    let mut headers = Headers::new();
+    for name in ["via", "max-forwards", "from", "to", "call-id"] {
+        if let Some(value) = invite.headers.get(name) {
+            headers.push(name, value);
+        }
+    }
+    headers.push("CSeq", format!("{} CANCEL", invite.cseq().0));
+    let cancel = Request { method: Method::Cancel, uri: invite.uri.clone(), headers, body: Vec::new() };
+    // The CANCEL's own 200 needs no handling (the INVITE's 487 ends the dial), but its
+    // transaction must live to retransmit, so its events are drained until it ends.
+    let mut events = rt.endpoint.send_request(cancel, target).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+}
+
+/// In-dialog requests go to the peer's Contact when it is an address we can reach directly,
+/// else back through the trunk.
+fn in_dialog_target(dialog: &Dialog, trunk: Target) -> Target {
+    let contact: &SipUri = &dialog.remote_target;
+    if !dialog.route_set.is_empty() {
+        return trunk;
+    }
+    match contact.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => Target { addr: std::net::SocketAddr::new(ip, contact.port.unwrap_or(5060)), transport: trunk.transport },
+        Err(_) => trunk,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

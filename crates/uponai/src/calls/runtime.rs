@@ -1,0 +1,158 @@
+//! What every call task shares: the store, the SIP endpoint, RTP ports, and the table that
+//! routes in-dialog SIP requests to the task that owns the call.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sip::{Incoming, Method, Response};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::domain::{now_ms, CallId, CallStatus, DisconnectionReason, WorkspaceId};
+use crate::store::{CallEnd, CallRow, Document, Store};
+
+pub struct CallRuntime {
+    pub store: Arc<Store>,
+    pub endpoint: sip::Endpoint,
+    pub rtp_ports: media::RtpPorts,
+    /// Put in Contact headers and SDP.
+    pub advertised_ip: IpAddr,
+    /// RTP sockets bind here (the SIP bind address).
+    pub media_bind_ip: IpAddr,
+    pub recordings_dir: PathBuf,
+    pub no_audio_timeout: Duration,
+    /// Cancelled on shutdown: every call task hangs up and ends its call.
+    pub shutdown: CancellationToken,
+    /// Every call task, so shutdown can wait for them to finish writing their ends.
+    pub tracker: TaskTracker,
+    /// SIP Call-ID → the owning task's inbox for in-dialog requests.
+    dialogs: Mutex<HashMap<String, mpsc::Sender<Incoming>>>,
+}
+
+/// Removes a dialog's route when the call task is done with it.
+pub struct DialogRoute {
+    runtime: Arc<CallRuntime>,
+    sip_call_id: String,
+}
+
+impl Drop for DialogRoute {
+    fn drop(&mut self) {
+        self.runtime.dialogs.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.sip_call_id);
+    }
+}
+
+/// How long a registered call waits to be dialed in (`register-phone-call`).
+pub const REGISTERED_CALL_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+
+impl CallRuntime {
+    pub fn new(
+        store: Arc<Store>,
+        endpoint: sip::Endpoint,
+        rtp_ports: media::RtpPorts,
+        advertised_ip: IpAddr,
+        media_bind_ip: IpAddr,
+        recordings_dir: PathBuf,
+        no_audio_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            endpoint,
+            rtp_ports,
+            advertised_ip,
+            media_bind_ip,
+            recordings_dir,
+            no_audio_timeout,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            dialogs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Routes requests with this SIP Call-ID to `inbox` until the returned guard drops.
+    pub fn route_dialog(self: &Arc<Self>, sip_call_id: &str, inbox: mpsc::Sender<Incoming>) -> DialogRoute {
+        self.dialogs.lock().unwrap_or_else(|p| p.into_inner()).insert(sip_call_id.to_owned(), inbox);
+        DialogRoute { runtime: self.clone(), sip_call_id: sip_call_id.to_owned() }
+    }
+
+    /// The SIP side's requests that start something or belong to a call.
+    pub async fn route_incoming(self: Arc<Self>, mut incoming: mpsc::Receiver<Incoming>) {
+        while let Some(request) = incoming.recv().await {
+            let inbox = self.dialogs.lock().unwrap_or_else(|p| p.into_inner()).get(request.request.call_id()).cloned();
+            if let Some(inbox) = inbox {
+                // A full inbox means the call task is stuck; the peer will retransmit.
+                let _ = inbox.try_send(request);
+                continue;
+            }
+            match request.request.method {
+                Method::Invite => {
+                    let runtime = self.clone();
+                    self.tracker.spawn(async move { super::inbound::answer(runtime, request).await });
+                }
+                Method::Options => {
+                    if let Some(tx) = &request.tx {
+                        let mut ok = Response::to(&request.request, 200, "OK");
+                        ok.headers.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+                        tx.respond(ok).await;
+                    }
+                }
+                Method::Ack | Method::Cancel => {}
+                _ => {
+                    if let Some(tx) = &request.tx {
+                        tx.respond(Response::to(&request.request, 481, "Call/Transaction Does Not Exist")).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a call once, logging the outcome with the same words the API uses.
+    pub async fn end(&self, workspace_id: &WorkspaceId, call_id: &CallId, status: CallStatus, reason: DisconnectionReason, patch: Document) {
+        let end = CallEnd { status, reason, end_timestamp: now_ms(), document_patch: patch };
+        match self.store.end_call(call_id, &end).await {
+            Ok(true) => tracing::info!(%workspace_id, %call_id, status = status.as_str(), reason = reason.as_str(), "call.ended"),
+            Ok(false) => tracing::debug!(%call_id, "call had already ended"),
+            Err(err) => tracing::error!(%call_id, error = %err, "could not record the end of a call"),
+        }
+    }
+
+    /// At start: calls a previous run left in flight. Undispatched outbound calls are dialed;
+    /// calls that were being dialed or talked are ended (their SIP state died with the run).
+    pub async fn recover(self: &Arc<Self>) -> anyhow::Result<Vec<(WorkspaceId, CallRow)>> {
+        let mut to_dial = Vec::new();
+        for (workspace_id, call, dispatched) in self.store.unfinished_calls().await? {
+            let registered_for_dial_in = call.document.get("dial_in").is_some();
+            match (call.call_status, dispatched, registered_for_dial_in) {
+                (CallStatus::Registered, false, false) if call.direction == crate::domain::Direction::Outbound => {
+                    to_dial.push((workspace_id, call));
+                }
+                (CallStatus::Registered, false, true) => {}
+                _ => {
+                    self.end(&workspace_id, &call.call_id, CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()).await;
+                }
+            }
+        }
+        Ok(to_dial)
+    }
+
+    /// Ends registered dial-in calls that were not dialed within five minutes.
+    pub async fn sweep_registered(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let Ok(calls) = self.store.unfinished_calls().await else { continue };
+            let cutoff_us = (now_ms() - REGISTERED_CALL_TIMEOUT_MS) * 1000;
+            for (workspace_id, call, _) in calls {
+                if call.call_status == CallStatus::Registered && call.document.get("dial_in").is_some() && call.created_at < cutoff_us {
+                    self.end(&workspace_id, &call.call_id, CallStatus::Error, DisconnectionReason::RegisteredCallTimeout, Document::new()).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The connected part of a call, the same whichever side dialed: media runs, the agent side
+//! plays, and the first of hang-up, timeout, silence or shutdown ends it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use media::session::{MediaChannels, Recording, SessionConfig};
+use media::{MediaEvent, MediaParams, MediaSession, MediaStats};
+use serde_json::{json, Value};
+use sip::dialog::Dialog;
+use sip::endpoint::{ClientEvent, Target};
+use sip::{Incoming, Method, Request, Response};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::runtime::CallRuntime;
+use crate::domain::DisconnectionReason;
+use crate::store::{CallRow, Document};
+
+/// Default and bounds of `max_call_duration_ms`.
+const DEFAULT_MAX_CALL_MS: u64 = 3_600_000;
+
+/// The SIP side of a connected call.
+pub struct Leg {
+    pub dialog: Dialog,
+    /// Where in-dialog requests go.
+    pub target: Target,
+    /// In-dialog requests from the peer.
+    pub inbox: mpsc::Receiver<Incoming>,
+    /// UAC only: the INVITE's transaction, which may repeat its 2xx until our ACK lands.
+    pub invite_events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
+    /// UAC only: our ACK, sent again for each repeated 2xx.
+    pub ack: Option<Request>,
+    /// Our SDP, repeated in answers to session refreshes.
+    pub local_sdp: String,
+    /// Our Contact header value.
+    pub local_contact: String,
+}
+
+pub struct Talked {
+    pub reason: DisconnectionReason,
+    pub stats: MediaStats,
+    /// Document fields naming the recording files.
+    pub patch: Document,
+}
+
+/// Runs the call until it ends; sends BYE when the end is ours.
+pub async fn talk(rt: &Arc<CallRuntime>, call: &CallRow, leg: &mut Leg, socket: UdpSocket, params: MediaParams) -> Talked {
+    let stereo = rt.recordings_dir.join(format!("{}.stereo.wav", call.call_id));
+    let mono = rt.recordings_dir.join(format!("{}.wav", call.call_id));
+    let recording = std::fs::create_dir_all(&rt.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() });
+    let (to_agent_tx, to_agent_rx) = mpsc::channel(50);
+    let (from_agent_tx, from_agent_rx) = mpsc::channel(50);
+    let (_dtmf_tx, dtmf_rx) = mpsc::channel(16);
+    let (events_tx, mut events) = mpsc::channel(16);
+    let config = SessionConfig { no_audio_timeout: rt.no_audio_timeout, jitter_depth: 3, recording: recording.clone() };
+    let channels = MediaChannels { to_agent: to_agent_tx, from_agent: from_agent_rx, dtmf_out: dtmf_rx, events: events_tx };
+    let session = match MediaSession::start(socket, params, config, channels) {
+        Ok(session) => session,
+        Err(err) => {
+            tracing::error!(call_id = %call.call_id, error = %err, "could not start media");
+            send_bye(rt, leg).await;
+            return Talked { reason: DisconnectionReason::ErrorUnknown, stats: MediaStats::default(), patch: Document::new() };
+        }
+    };
+
+    let agent_cancel = CancellationToken::new();
+    let begin_message = call
+        .document
+        .get("effective_llm")
+        .and_then(|llm| llm.get("begin_message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let agent = tokio::spawn(super::prompt::run(begin_message, from_agent_tx, to_agent_rx, agent_cancel.clone()));
+
+    let max_ms = call
+        .document
+        .get("effective_agent")
+        .and_then(|agent| agent.get("max_call_duration_ms"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_CALL_MS);
+    let max_duration = tokio::time::sleep(Duration::from_millis(max_ms));
+    tokio::pin!(max_duration);
+
+    let reason = loop {
+        tokio::select! {
+            () = rt.shutdown.cancelled() => {
+                send_bye(rt, leg).await;
+                break DisconnectionReason::ManualStopped;
+            }
+            () = &mut max_duration => {
+                send_bye(rt, leg).await;
+                break DisconnectionReason::MaxDurationReached;
+            }
+            event = events.recv() => match event {
+                Some(MediaEvent::NoAudio) => {
+                    send_bye(rt, leg).await;
+                    break DisconnectionReason::ErrorNoAudioReceived;
+                }
+                Some(MediaEvent::Dtmf(digit)) => tracing::info!(call_id = %call.call_id, %digit, "call.dtmf"),
+                None => {}
+            },
+            request = leg.inbox.recv() => {
+                let Some(request) = request else { continue };
+                if on_request(leg, request).await {
+                    break DisconnectionReason::UserHangup;
+                }
+            }
+            Some(event) = recv_invite_event(&mut leg.invite_events) => {
+                if let (ClientEvent::Response(response), Some(ack)) = (event, &leg.ack) {
+                    if (200..300).contains(&response.status) {
+                        rt.endpoint.send_stateless(ack, leg.target).await;
+                    }
+                }
+            }
+        }
+    };
+    agent_cancel.cancel();
+    let _ = agent.await;
+    let stats = session.stop().await;
+    let mut patch = Document::new();
+    if recording.is_some() {
+        patch.insert("recording_file".into(), json!(file_name(&mono)));
+        patch.insert("recording_multi_channel_file".into(), json!(file_name(&stereo)));
+    }
+    Talked { reason, stats, patch }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+async fn recv_invite_event(events: &mut Option<mpsc::UnboundedReceiver<ClientEvent>>) -> Option<ClientEvent> {
+    match events {
+        Some(rx) => {
+            let event = rx.recv().await;
+            if event.is_none() {
+                *events = None;
+            }
+            event
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers one in-dialog request; `true` when it was the peer's BYE.
+async fn on_request(leg: &Leg, incoming: Incoming) -> bool {
+    let Some(tx) = incoming.tx else { return false };
+    let request = incoming.request;
+    match request.method {
+        Method::Bye => {
+            tx.respond(Response::to(&request, 200, "OK")).await;
+            true
+        }
+        Method::Invite => {
+            // A session refresh or hold: keep the media as negotiated.
+            let mut ok = Response::to(&request, 200, "OK");
+            ok.headers.set("To", leg.dialog.local.clone());
+            ok.headers.push("Contact", leg.local_contact.clone());
+            ok.headers.push("Content-Type", "application/sdp");
+            ok.body = leg.local_sdp.clone().into_bytes();
+            tx.respond(ok).await;
+            false
+        }
+        _ => {
+            tx.respond(Response::to(&request, 200, "OK")).await;
+            false
+        }
+    }
+}
+
+/// Sends BYE and waits briefly for its answer (the call ends either way).
+pub async fn send_bye(rt: &Arc<CallRuntime>, leg: &mut Leg) {
+    let bye = leg.dialog.request(Method::Bye, rt.endpoint.via(leg.target.transport));
+    let mut events = rt.endpoint.send_request(bye, leg.target).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.recv().await {
+            match event {
+                ClientEvent::Response(r) if r.status < 200 => continue,
+                _ => break,
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,129 @@
+//! A call's lifecycle in the store: registered → (dispatched) → ongoing → ended, or
+//! registered → not_connected/error. Every transition names the states it leaves, so a call
+//! ends exactly once however many parties try to end it.
+
+use sqlx::Row;
+
+use super::calls::{call_from_row, CALL_COLUMNS};
+use super::{encode_document, CallRow, Document, Store, StoreError};
+use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId};
+
+/// How a call ended, as the store records it.
+#[derive(Clone, Debug)]
+pub struct CallEnd {
+    pub status: CallStatus,
+    pub reason: DisconnectionReason,
+    pub end_timestamp: i64,
+    /// Merged into the call's document (recording files, telephony identifiers).
+    pub document_patch: Document,
+}
+
+impl Store {
+    /// Marks an outbound call as handed to the dialer; `false` if it was already (or is no
+    /// longer registered), so two dialers can never dial one call.
+    pub async fn mark_call_dispatched(&self, call_id: &CallId, now_ms: i64) -> Result<bool, StoreError> {
+        let _writer = self.write_lock.lock().await;
+        let result = sqlx::query(
+            "UPDATE calls SET dispatched_at = $2
+             WHERE call_id = $1 AND call_status = 'registered' AND dispatched_at IS NULL",
+        )
+        .bind(call_id.as_str())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn set_sip_call_id(&self, call_id: &CallId, sip_call_id: &str) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock().await;
+        sqlx::query("UPDATE calls SET sip_call_id = $2 WHERE call_id = $1")
+            .bind(call_id.as_str())
+            .bind(sip_call_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// registered → ongoing. `false` if the call was not registered any more.
+    pub async fn mark_call_ongoing(&self, call_id: &CallId, start_timestamp: i64) -> Result<bool, StoreError> {
+        let _writer = self.write_lock.lock().await;
+        let result = sqlx::query(
+            "UPDATE calls SET call_status = 'ongoing', start_timestamp = $2
+             WHERE call_id = $1 AND call_status = 'registered'",
+        )
+        .bind(call_id.as_str())
+        .bind(start_timestamp)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Ends a call that is registered or ongoing; `false` if it had already ended.
+    pub async fn end_call(&self, call_id: &CallId, end: &CallEnd) -> Result<bool, StoreError> {
+        let _writer = self.write_lock.lock().await;
+        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
+            .bind(call_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut call = call_from_row(&row)?;
+        if !matches!(call.call_status, CallStatus::Registered | CallStatus::Ongoing) {
+            return Ok(false);
+        }
+        call.document.extend(end.document_patch.clone());
+        let duration = call.start_timestamp.map(|start| (end.end_timestamp - start).max(0)).unwrap_or(0);
+        let result = sqlx::query(
+            "UPDATE calls SET call_status = $2, disconnection_reason = $3, end_timestamp = $4,
+                 duration_ms = $5, document = $6
+             WHERE call_id = $1 AND call_status IN ('registered', 'ongoing')",
+        )
+        .bind(call_id.as_str())
+        .bind(end.status.as_str())
+        .bind(end.reason.as_str())
+        .bind(end.end_timestamp)
+        .bind(duration)
+        .bind(encode_document(&call.document))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// A call of any workspace, with its workspace: for SIP requests, which carry no key.
+    pub async fn find_call_any_workspace(&self, call_id: &CallId) -> Result<Option<(WorkspaceId, CallRow)>, StoreError> {
+        let row = sqlx::query(&format!("SELECT workspace_id, {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
+            .bind(call_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?)))
+            .transpose()
+    }
+
+    /// Calls left in flight by a previous run: `(workspace, call, was_dispatched)` for every
+    /// registered or ongoing call.
+    pub async fn unfinished_calls(&self) -> Result<Vec<(WorkspaceId, CallRow, bool)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT workspace_id, dispatched_at, {CALL_COLUMNS} FROM calls
+             WHERE call_status IN ('registered', 'ongoing') ORDER BY created_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let dispatched: Option<i64> = row.try_get("dispatched_at")?;
+                Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(row)?, dispatched.is_some()))
+            })
+            .collect()
+    }
+
+    /// The workspace and row of a phone number, whatever the workspace: inbound SIP routing.
+    pub async fn find_number_any_workspace(&self, phone_number: &str) -> Result<Option<(WorkspaceId, super::NumberRow)>, StoreError> {
+        let row = sqlx::query("SELECT workspace_id FROM phone_numbers WHERE phone_number = $1")
+            .bind(phone_number)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let workspace_id = super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?;
+        let number = self.get_number(&workspace_id, phone_number).await?;
+        Ok(Some((workspace_id, number)))
+    }
+}
