@@ -1,3 +1,6 @@
+//! Shared by the `api` and `sip` test binaries; each uses part of it.
+#![allow(dead_code)]
+
 //! `spawn_app` and typed helpers on `TestApp`.
 
 use std::net::SocketAddr;
@@ -13,6 +16,8 @@ pub const KEY: &str = "key_test_0123456789abcdef";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// SIP (UDP and TCP) on 127.0.0.1.
+    pub sip_addr: SocketAddr,
     pub key: String,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
@@ -25,7 +30,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
-    let settings = Settings {
+    spawn_app_with(data_dir, |_| {}).await
+}
+
+/// Spawns the app after `adjust` has changed its settings.
+pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings {
         http: "127.0.0.1:0".parse().unwrap(),
         sip: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_owned(),
@@ -35,11 +45,13 @@ pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
         public_url: None,
         no_audio_timeout: std::time::Duration::from_secs(30),
     };
+    adjust(&mut settings);
     let app = App::build(settings).await.expect("app builds");
     let addr = app.http_addr();
+    let sip_addr = app.sip_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp { addr, key: KEY.to_owned(), client: reqwest::Client::new(), data_dir, shutdown, server }
+    TestApp { addr, sip_addr, key: KEY.to_owned(), client: reqwest::Client::new(), data_dir, shutdown, server }
 }
 
 /// A response: status and parsed JSON body (`Value::Null` when empty).

@@ -1,0 +1,10 @@
+#![allow(unreachable_pub)] // Helpers are `pub` for sibling test modules of this one binary.
+
+//! Calls against a real SIP peer: sipp (Debian `sip-tester`) plays the trunk for outbound
+//! calls and the caller for inbound ones, over UDP and TCP.
+
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod inbound;
+mod outbound;
+mod sipp;

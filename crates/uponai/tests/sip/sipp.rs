@@ -1,0 +1,224 @@
+//! Running sipp, and reading what a call left behind.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::helpers::TestApp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn sipp_flag(self) -> &'static str {
+        match self {
+            Self::Udp => "u1",
+            Self::Tcp => "t1",
+        }
+    }
+
+    /// How a termination URI asks for this transport.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+pub struct Sipp {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn scenario(name: &str) -> String {
+    format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Sipp {
+    /// sipp as the trunk (UAS) on a free port of 127.0.0.1.
+    pub fn uas(scenario_file: &str, transport: Transport, keys: &[(&str, &str)]) -> Self {
+        Self::start(&scenario(scenario_file), transport, "127.0.0.1", None, keys)
+    }
+
+    /// sipp as the trunk, with `replacements` made in a copy of the scenario first (sipp
+    /// checks response codes when it loads a scenario, so they cannot be `-key`s).
+    pub fn uas_from_template(scenario_file: &str, transport: Transport, replacements: &[(&str, &str)]) -> Self {
+        let mut text = std::fs::read_to_string(scenario(scenario_file)).unwrap();
+        for (from, to) in replacements {
+            text = text.replace(from, to);
+        }
+        let copy = std::env::temp_dir().join(format!("uponai-{}-{scenario_file}", crate::sipp::free_port()));
+        std::fs::write(&copy, text).unwrap();
+        Self::start(copy.to_str().unwrap(), transport, "127.0.0.1", None, &[])
+    }
+
+    /// sipp as a caller (UAC) from `ip` to `target`, dialing `service`.
+    pub fn uac(scenario_file: &str, transport: Transport, ip: &str, target: SocketAddr, service: &str) -> Self {
+        Self::start(&scenario(scenario_file), transport, ip, Some((target, service)), &[])
+    }
+
+    fn start(scenario_path: &str, transport: Transport, ip: &str, uac: Option<(SocketAddr, &str)>, keys: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sipp.log");
+        let port = free_port();
+        let media_port = free_port();
+        let mut command = Command::new("sipp");
+        if let Some((target, _)) = uac {
+            command.arg(target.to_string());
+        }
+        command
+            .args(["-sf", scenario_path, "-i", ip, "-mi", ip, "-m", "1", "-nostdin"])
+            .args(["-t", transport.sipp_flag(), "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"])
+            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.path().join("errors.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some((_, service)) = uac {
+            command.args(["-s", service]);
+        }
+        for (key, value) in keys {
+            command.args(["-key", key, value]);
+        }
+        let child = command.spawn().expect("sipp is installed (Debian package sip-tester)");
+        Self { child, port, log, _dir: dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Waits for sipp to finish its one call; `Ok` if sipp counted it successful.
+    pub async fn finish(mut self, timeout: Duration) -> Result<(), String> {
+        let status = tokio::time::timeout(timeout, self.child.wait()).await;
+        let errors = std::fs::read_to_string(self._dir.path().join("errors.log")).unwrap_or_default();
+        let screen = std::fs::read_to_string(&self.log).unwrap_or_default();
+        match status {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(format!("sipp failed ({status}):\n{errors}\n{}", tail(&screen))),
+            _ => Err(format!("sipp did not finish in {timeout:?}:\n{errors}\n{}", tail(&screen))),
+        }
+    }
+}
+
+fn tail(text: &str) -> String {
+    text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// Polls Get Call until the call has ended one way or another.
+pub async fn wait_for_end(app: &TestApp, call_id: &str, timeout: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let call = app.get(&format!("/v2/get-call/{call_id}")).await.body;
+        if ["ended", "not_connected", "error"].contains(&call["call_status"].as_str().unwrap_or_default()) {
+            return call;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "call did not end in {timeout:?}: {call}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An agent whose settings are `agent_extra` and whose LLM says nothing first (so the agent's
+/// recording channel stays silent unless a test wants otherwise).
+pub async fn agent_with(app: &TestApp, agent_extra: Value) -> String {
+    let llm_id = app.create_llm(json!({"general_prompt": "You are a test agent.", "begin_message": ""})).await;
+    let mut body = json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm_id}});
+    body.as_object_mut().unwrap().extend(agent_extra.as_object().unwrap().clone());
+    let reply = app.post("/create-agent", body).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    reply.body["agent_id"].as_str().unwrap().to_owned()
+}
+
+/// Imports `number` on a trunk at `trunk` (host:port) with `transport`, bound to `agent_id`
+/// both ways; returns nothing (asserts success).
+pub async fn import_on_trunk(app: &TestApp, number: &str, trunk: SocketAddr, transport: Transport, agent_id: &str, extra: Value) {
+    let mut body = json!({
+        "phone_number": number,
+        "termination_uri": format!("sip:{trunk};transport={}", transport.uri_param()),
+        "sip_trunk_auth_username": "trunkuser",
+        "sip_trunk_auth_password": "trunkpass",
+        "outbound_agents": [{"agent_id": agent_id, "weight": 1}],
+        "inbound_agents": [{"agent_id": agent_id, "weight": 1}],
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let reply = app.post("/import-phone-number", body).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+}
+
+/// The decoded audio of sipp's g711a.pcap: every RTP payload, A-law decoded, in order.
+pub fn pcap_audio() -> Vec<f64> {
+    let bytes = std::fs::read("/usr/share/sip-tester/g711a.pcap").expect("sipp's g711a.pcap");
+    let mut samples = Vec::new();
+    let mut offset = 24;
+    while offset + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().unwrap()) as usize;
+        let packet = &bytes[offset + 16..offset + 16 + len];
+        offset += 16 + len;
+        let ip = &packet[14..];
+        let ihl = usize::from(ip[0] & 0x0F) * 4;
+        let rtp = &ip[ihl + 8..];
+        samples.extend(rtp[12..].iter().map(|code| f64::from(media::g711::alaw_to_linear(*code))));
+    }
+    samples
+}
+
+/// One channel (0 = left) of a stereo 16-bit WAV.
+pub fn channel(wav: &[i16], index: usize) -> Vec<f64> {
+    wav.chunks_exact(2).map(|pair| f64::from(pair[index])).collect()
+}
+
+pub fn rms(samples: &[f64]) -> f64 {
+    (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt()
+}
+
+/// The best normalised correlation of `probe` against `signal` over every lag (in steps of
+/// one sample across the first `max_lag` samples).
+pub fn best_correlation(signal: &[f64], probe: &[f64], max_lag: usize) -> f64 {
+    let probe_energy = probe.iter().map(|s| s * s).sum::<f64>().sqrt();
+    (0..max_lag.min(signal.len().saturating_sub(probe.len())))
+        .map(|lag| {
+            let window = &signal[lag..lag + probe.len()];
+            let dot: f64 = window.iter().zip(probe).map(|(a, b)| a * b).sum();
+            let energy = window.iter().map(|s| s * s).sum::<f64>().sqrt();
+            if energy == 0.0 { 0.0 } else { dot / (energy * probe_energy) }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Downloads a recording through its signed URL, without the API key.
+pub async fn download_recording(url: &str) -> Vec<i16> {
+    let response = reqwest::get(url).await.expect("recording link answers");
+    assert_eq!(response.status(), reqwest::StatusCode::OK, "{url}");
+    let bytes = response.bytes().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.wav");
+    std::fs::write(&path, &bytes).unwrap();
+    let (channels, samples) = media::wav::read(&path).unwrap();
+    assert!(channels == 1 || channels == 2);
+    samples
+}
