@@ -265,6 +265,9 @@ def test_register_list_update_delete_calls(client, outbound):
     in_range = client.call.list(filter_criteria={"call_status": {"type": "enum", "op": "in", "value": ["registered"]},
                                                  "to_number": {"type": "string", "op": "eq", "value": "+12125550131"}})
     assert [c.call_id for c in in_range.items] == [made[1].call_id]
+    client.call.stop(registered.call_id)
+    stopped = client.call.retrieve(registered.call_id)
+    assert stopped.call_status == "not_connected" and stopped.disconnection_reason == "manual_stopped"
     updated = client.call.update(made[0].call_id, metadata={"wave": "w10"})
     assert updated.metadata == {"wave": "w10"}
     client.call.delete(made[0].call_id)

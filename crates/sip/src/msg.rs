@@ -444,6 +444,33 @@ i: x@y\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\n ;tag=2\r\nCSeq: 1 INVITE\r\nl: 
     }
 
     #[test]
+    fn corrupted_and_truncated_messages_never_panic_the_parser() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_124);
+        let original = INVITE.as_bytes();
+        for _ in 0..10_000 {
+            let mut bytes = original.to_vec();
+            for _ in 0..rng.random_range(1..8) {
+                let at = rng.random_range(0..bytes.len());
+                match rng.random_range(0..3) {
+                    0 => bytes[at] = rng.random(),
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, *b"\r\n: ;<>\"0".get(rng.random_range(0..9)).unwrap()),
+                }
+            }
+            for stream in [false, true] {
+                let _ = parse(&bytes, stream);
+            }
+        }
+        for end in 0..original.len() {
+            let _ = parse(&original[..end], true);
+            let _ = parse(&original[..end], false);
+        }
+    }
+
+    #[test]
     fn garbage_is_invalid_not_a_panic() {
         let cases: &[&[u8]] = &[
             b"\xff\xfe\r\n\r\n",

@@ -93,7 +93,12 @@ impl App {
         tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
         tokio::spawn(runtime.clone().sweep_registered());
         tracing::info!(http = %http_addr, sip = %runtime.endpoint.local_addr(), "serving");
-        let state = ApiState { store: self.store.clone(), dispatcher, recording_links: Arc::new(self.recording_links) };
+        let state = ApiState {
+            store: self.store.clone(),
+            dispatcher,
+            calls: runtime.clone(),
+            recording_links: Arc::new(self.recording_links),
+        };
         let router = api::router(state);
         axum::serve(self.http_listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

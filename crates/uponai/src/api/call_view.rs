@@ -64,6 +64,10 @@ pub struct CallResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub telephony_identifier: Option<Value>,
+    /// uponai: RTP counters and send-timing jitter of the call's media, once it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub media_stats: Option<Value>,
 }
 
 impl CallResponse {
@@ -101,6 +105,7 @@ impl CallResponse {
             recording_url: link("recording_file"),
             recording_multi_channel_url: link("recording_multi_channel_file"),
             telephony_identifier: doc.get("telephony_identifier").cloned(),
+            media_stats: doc.get("media_stats").cloned(),
         }
     }
 }

@@ -314,3 +314,28 @@ pub async fn delete_call(
         .map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Hang up a call now (`manual_stopped`): a ringing call is cancelled, a connected one gets
+/// BYE, a registered one that no task owns yet is ended. Stopping an ended call is a no-op.
+#[utoipa::path(post, path = "/v2/stop-call/{call_id}", tag = "Call",
+    params(("call_id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn stop_call(
+    State(state): State<ApiState>,
+    Workspace(key): Workspace,
+    Path(call_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let call_id = parse_call_id(&call_id)?;
+    let call = state
+        .store
+        .get_call(&key.workspace_id, &call_id)
+        .await
+        .map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
+    if !state.calls.hang_up(&call_id) && call.call_status == crate::domain::CallStatus::Registered {
+        // No task owns it (a dial-in still waiting, or not yet picked up): end it here; the
+        // dispatcher will not dial an ended call.
+        let status = crate::domain::CallStatus::NotConnected;
+        state.calls.end(&key.workspace_id, &call_id, status, crate::domain::DisconnectionReason::ManualStopped, Document::new()).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -52,6 +52,8 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// Where new outbound calls are handed to be dialed.
     pub dispatcher: Dispatcher,
+    /// The call tasks, for hanging up on request.
+    pub calls: Arc<crate::calls::CallRuntime>,
     pub recording_links: Arc<RecordingLinks>,
 }
 
@@ -105,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v3/list-calls", post(calls::list_calls))
         .route("/v2/update-call/{call_id}", patch(calls::update_call))
         .route("/v2/delete-call/{call_id}", delete(calls::delete_call))
+        .route("/v2/stop-call/{call_id}", post(calls::stop_call))
         .route("/api/v1/calls/initiate", post(uponai::initiate_call))
         .route("/recordings/{file}", get(recordings::download))
         .route("/openapi.json", get(openapi::serve))

@@ -20,7 +20,7 @@ use super::{agents, calls, llms, numbers, recordings, uponai, voices, workspace}
         numbers::list_numbers, numbers::delete_number,
         workspace::get_settings, workspace::update_settings, workspace::api_key_info,
         calls::create_phone_call, calls::register_phone_call, calls::get_call, calls::list_calls,
-        calls::update_call, calls::delete_call,
+        calls::update_call, calls::delete_call, calls::stop_call,
         uponai::initiate_call, recordings::download,
     ),
     modifiers(&BearerAuth),

@@ -79,7 +79,8 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
             }
         }
     };
-    let (status, reason, patch) = accept(&rt, &workspace_id, &call, &request, incoming.source, &tx).await;
+    let (hangup, _guard) = rt.hangup_token(&call.call_id);
+    let (status, reason, patch) = accept(&rt, &workspace_id, &call, &request, incoming.source, &tx, &hangup).await;
     rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
 }
 
@@ -105,6 +106,7 @@ async fn accept(
     invite: &Request,
     source: Target,
     tx: &ServerTxHandle,
+    hangup: &tokio_util::sync::CancellationToken,
 ) -> (CallStatus, DisconnectionReason, Document) {
     let failed = || (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
     let Ok(socket) = rt.rtp_ports.bind(rt.media_bind_ip).await else {
@@ -142,7 +144,7 @@ async fn accept(
 
     // Replies go back where the INVITE came from (that is the trunk, or its connection).
     let mut leg = Leg { dialog, target: source, inbox, invite_events: None, ack: None, local_sdp: answer_sdp, local_contact: contact };
-    let talked = talk(rt, call, &mut leg, socket, params).await;
+    let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": invite.call_id()}));
     (status_after_connect(talked.reason), talked.reason, patch)

@@ -25,11 +25,17 @@ const DEFAULT_RING_MS: u64 = 30_000;
 const CANCEL_GRACE: Duration = Duration::from_secs(32);
 
 pub async fn run(rt: Arc<CallRuntime>, workspace_id: WorkspaceId, call: CallRow) {
-    let (status, reason, patch) = dial(&rt, &workspace_id, &call).await;
+    let (hangup, _guard) = rt.hangup_token(&call.call_id);
+    let (status, reason, patch) = dial(&rt, &workspace_id, &call, &hangup).await;
     rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
 }
 
-async fn dial(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, call: &CallRow) -> (CallStatus, DisconnectionReason, Document) {
+async fn dial(
+    rt: &Arc<CallRuntime>,
+    workspace_id: &WorkspaceId,
+    call: &CallRow,
+    hangup: &tokio_util::sync::CancellationToken,
+) -> (CallStatus, DisconnectionReason, Document) {
     let failed = |failure: DialFailure| (failure.status(), failure.reason(), Document::new());
     let number = match rt.store.get_number(workspace_id, &call.from_number).await {
         Ok(number) => number,
@@ -74,7 +80,7 @@ async fn dial(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, call: &CallRow)
     let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
     let (mut answered_challenge, mut got_provisional) = (false, false);
     let mut cancel_deadline: Option<Instant> = None;
-    let mut shutting_down = false;
+    let mut stopping = false;
 
     let ok = loop {
         tokio::select! {
@@ -95,7 +101,7 @@ async fn dial(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, call: &CallRow)
                         events = rt.endpoint.send_request(invite.clone(), plan.target).await;
                     }
                     status => {
-                        if shutting_down {
+                        if stopping {
                             return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
                         }
                         return failed(DialFailure::Rejected {
@@ -115,9 +121,14 @@ async fn dial(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, call: &CallRow)
                 send_cancel(rt, &invite, plan.target).await;
                 cancel_deadline = Some(Instant::now() + CANCEL_GRACE);
             }
-            () = sleep_until_opt(cancel_deadline) => return failed(DialFailure::RingTimeout),
-            () = rt.shutdown.cancelled(), if !shutting_down => {
-                shutting_down = true;
+            () = sleep_until_opt(cancel_deadline) => {
+                if stopping {
+                    return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
+                }
+                return failed(DialFailure::RingTimeout);
+            }
+            () = stop_requested(rt, hangup), if !stopping => {
+                stopping = true;
                 if !got_provisional {
                     return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
                 }
@@ -158,7 +169,7 @@ async fn dial(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, call: &CallRow)
     };
     let _ = rt.store.mark_call_ongoing(&call.call_id, now_ms()).await;
     tracing::info!(call_id = %call.call_id, codec = params.codec.name(), "call.answered");
-    let talked = talk(rt, call, &mut leg, socket, params).await;
+    let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": sip_call_id}));
     (status_after_connect(talked.reason), talked.reason, patch)
@@ -232,6 +243,14 @@ fn in_dialog_target(dialog: &Dialog, trunk: Target) -> Target {
     match contact.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
         Ok(ip) => Target { addr: std::net::SocketAddr::new(ip, contact.port.unwrap_or(5060)), transport: trunk.transport },
         Err(_) => trunk,
+    }
+}
+
+/// Shutdown, or a hang-up asked through the API, while still dialing.
+async fn stop_requested(rt: &CallRuntime, hangup: &tokio_util::sync::CancellationToken) {
+    tokio::select! {
+        () = rt.shutdown.cancelled() => {}
+        () = hangup.cancelled() => {}
     }
 }
 

@@ -31,6 +31,20 @@ pub struct CallRuntime {
     pub tracker: TaskTracker,
     /// SIP Call-ID → the owning task's inbox for in-dialog requests.
     dialogs: Mutex<HashMap<String, mpsc::Sender<Incoming>>>,
+    /// Call → the token its task watches for a hang-up asked through the API.
+    hangups: Mutex<HashMap<CallId, CancellationToken>>,
+}
+
+/// Forgets a call's hang-up token when its task is done.
+pub struct HangupGuard {
+    runtime: Arc<CallRuntime>,
+    call_id: CallId,
+}
+
+impl Drop for HangupGuard {
+    fn drop(&mut self) {
+        self.runtime.hangups.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.call_id);
+    }
 }
 
 /// Removes a dialog's route when the call task is done with it.
@@ -69,7 +83,26 @@ impl CallRuntime {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             dialogs: Mutex::new(HashMap::new()),
+            hangups: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The token a call task watches to hang up on request; valid while the guard lives.
+    pub fn hangup_token(self: &Arc<Self>, call_id: &CallId) -> (CancellationToken, HangupGuard) {
+        let token = CancellationToken::new();
+        self.hangups.lock().unwrap_or_else(|p| p.into_inner()).insert(call_id.clone(), token.clone());
+        (token, HangupGuard { runtime: self.clone(), call_id: call_id.clone() })
+    }
+
+    /// Asks the task owning `call_id` to hang up; `false` if no task owns it.
+    pub fn hang_up(&self, call_id: &CallId) -> bool {
+        match self.hangups.lock().unwrap_or_else(|p| p.into_inner()).get(call_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Routes requests with this SIP Call-ID to `inbox` until the returned guard drops.

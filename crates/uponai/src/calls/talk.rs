@@ -46,7 +46,14 @@ pub struct Talked {
 }
 
 /// Runs the call until it ends; sends BYE when the end is ours.
-pub async fn talk(rt: &Arc<CallRuntime>, call: &CallRow, leg: &mut Leg, socket: UdpSocket, params: MediaParams) -> Talked {
+pub async fn talk(
+    rt: &Arc<CallRuntime>,
+    call: &CallRow,
+    leg: &mut Leg,
+    socket: UdpSocket,
+    params: MediaParams,
+    hangup: &CancellationToken,
+) -> Talked {
     let stereo = rt.recordings_dir.join(format!("{}.stereo.wav", call.call_id));
     let mono = rt.recordings_dir.join(format!("{}.wav", call.call_id));
     let recording = std::fs::create_dir_all(&rt.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() });
@@ -89,6 +96,10 @@ pub async fn talk(rt: &Arc<CallRuntime>, call: &CallRow, leg: &mut Leg, socket: 
                 send_bye(rt, leg).await;
                 break DisconnectionReason::ManualStopped;
             }
+            () = hangup.cancelled() => {
+                send_bye(rt, leg).await;
+                break DisconnectionReason::ManualStopped;
+            }
             () = &mut max_duration => {
                 send_bye(rt, leg).await;
                 break DisconnectionReason::MaxDurationReached;
@@ -120,6 +131,17 @@ pub async fn talk(rt: &Arc<CallRuntime>, call: &CallRow, leg: &mut Leg, socket: 
     let _ = agent.await;
     let stats = session.stop().await;
     let mut patch = Document::new();
+    patch.insert(
+        "media_stats".into(),
+        json!({
+            "packets_sent": stats.n_sent,
+            "packets_received": stats.n_received,
+            "packets_lost": stats.n_lost,
+            "send_jitter_p50_ms": stats.send_jitter_quantile_us(0.50) as f64 / 1000.0,
+            "send_jitter_p99_ms": stats.send_jitter_quantile_us(0.99) as f64 / 1000.0,
+            "send_jitter_max_ms": stats.send_jitter_quantile_us(1.0) as f64 / 1000.0,
+        }),
+    );
     if recording.is_some() {
         patch.insert("recording_file".into(), json!(file_name(&mono)));
         patch.insert("recording_multi_channel_file".into(), json!(file_name(&stereo)));

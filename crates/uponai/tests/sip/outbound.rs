@@ -38,6 +38,9 @@ async fn answered_call_is_recorded_and_ends_when_the_callee_hangs_up(transport: 
     assert!((7_000..=10_000).contains(&duration), "sipp hangs up 8 s after answering: {duration}");
     assert_eq!(call["end_timestamp"].as_i64().unwrap() - call["start_timestamp"].as_i64().unwrap(), duration);
     assert!(call["telephony_identifier"]["sip_call_id"].is_string());
+    let media = &call["media_stats"];
+    assert!(media["packets_received"].as_u64().unwrap() > 200, "RTP arrived from sipp: {media}");
+    assert!(media["packets_sent"].as_u64().unwrap() > 350, "we sent RTP every 20 ms: {media}");
 
     // The stereo recording: the left channel holds the pcap's audio, the right the (silent) agent.
     let stereo = download_recording(call["recording_multi_channel_url"].as_str().unwrap()).await;
@@ -198,4 +201,34 @@ async fn a_trunk_refusing_connections_is_telephony_provider_unavailable() {
     let call_id = place_call(&app, json!({})).await;
     let call = wait_for_end(&app, &call_id, Duration::from_secs(10)).await;
     assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("not_connected"), Some("telephony_provider_unavailable")));
+}
+
+#[tokio::test]
+async fn stop_call_cancels_a_ringing_call_and_hangs_up_a_connected_one() {
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), |s| s.no_audio_timeout = Duration::from_secs(600)).await;
+    let ringing = Sipp::uas("ring_forever.xml", Transport::Udp, &[]);
+    let agent_id = agent_with(&app, json!({})).await;
+    import_on_trunk(&app, FROM, ringing.addr(), Transport::Udp, &agent_id, json!({})).await;
+    let call_id = place_call(&app, json!({})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.post(&format!("/v2/stop-call/{call_id}"), json!({})).await.status, reqwest::StatusCode::NO_CONTENT);
+    let call = wait_for_end(&app, &call_id, Duration::from_secs(10)).await;
+    ringing.finish(Duration::from_secs(10)).await.unwrap();
+    assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("not_connected"), Some("manual_stopped")), "{call}");
+
+    let answering = Sipp::uas("answer_wait_bye.xml", Transport::Tcp, &[]);
+    app.patch(&format!("/update-phone-number/{FROM}"), json!({"termination_uri": format!("sip:{};transport=tcp", answering.addr())})).await;
+    let call_id = place_call(&app, json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.get(&format!("/v2/get-call/{call_id}")).await.body["call_status"] != "ongoing" {
+        assert!(tokio::time::Instant::now() < deadline, "the call was not answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.post(&format!("/v2/stop-call/{call_id}"), json!({})).await;
+    let call = wait_for_end(&app, &call_id, Duration::from_secs(10)).await;
+    answering.finish(Duration::from_secs(10)).await.unwrap();
+    assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("ended"), Some("manual_stopped")), "{call}");
+    // Stopping an ended call changes nothing.
+    assert_eq!(app.post(&format!("/v2/stop-call/{call_id}"), json!({})).await.status, reqwest::StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v2/get-call/{call_id}")).await.body["disconnection_reason"], "manual_stopped");
 }
