@@ -27,6 +27,10 @@ def server():
             url = match.group(1)
             break
     assert url, "server did not report its address"
+    # The suite places many calls quickly; pacing is tested on the second workspace.
+    import httpx
+    httpx.patch(f"{url}/update-workspace-settings", headers={"Authorization": f"Bearer {KEY}"},
+                json={"concurrency_limit": 10000, "cps_config": {"custom": 500}}).raise_for_status()
     yield {"url": url, "data_dir": data_dir, "binary": binary}
     proc.terminate()
     proc.wait(timeout=10)

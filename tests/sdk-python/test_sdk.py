@@ -2,6 +2,7 @@
 own methods, and the error classes it raises."""
 
 import itertools
+import time
 from collections import Counter
 
 import httpx
@@ -298,3 +299,24 @@ def test_another_workspace_sees_nothing(client, other_client, outbound):
     assert other_client.agent.list().items == []
     with pytest.raises(retell.BadRequestError):
         other_client.call.create_phone_call(from_number=number, to_number="+12125550123")
+
+
+# --- Pacing (kept last: it adds objects to the second workspace) ------------------------
+
+def test_a_burst_gets_rate_limit_error_and_the_sdks_own_retry_succeeds(other_client):
+    """The second workspace has the default 1 call per second on custom trunks."""
+    llm = other_client.llm.create()
+    agent = other_client.agent.create(response_engine={"type": "retell-llm", "llm_id": llm.llm_id}, voice_id=VOICE)
+    number = fresh_number()
+    other_client.phone_number.import_(phone_number=number, termination_uri="127.0.0.1:9",
+                                      outbound_agents=[{"agent_id": agent.agent_id, "weight": 1}])
+    other_client.call.create_phone_call(from_number=number, to_number="+12125550123")
+    with pytest.raises(retell.RateLimitError) as err:
+        other_client.call.create_phone_call(from_number=number, to_number="+12125550124")
+    assert err.value.status_code == 429 and err.value.body["message"].startswith("rate_limited")
+    wait_ms = float(err.value.response.headers["retry-after-ms"])
+    assert 0 < wait_ms <= 1000 and err.value.response.headers["retry-after"] == "1"
+    started = time.monotonic()
+    call = other_client.call.create_phone_call(from_number=number, to_number="+12125550125", max_retries=3)
+    assert call.call_status == "registered"
+    assert time.monotonic() - started < 2.5, "the SDK waited the advertised time, not its own backoff"

@@ -343,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_sessions_carry_audio_and_dtmf_both_ways() {
-        let ports = RtpPorts::new(41_000..=41_100);
+        let ports = RtpPorts::new(30_000..=30_100);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let (a_socket, b_socket) = (ports.bind(ip).await.unwrap(), ports.bind(ip).await.unwrap());
         let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
@@ -376,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn silence_from_the_peer_is_reported_once() {
-        let ports = RtpPorts::new(41_200..=41_300);
+        let ports = RtpPorts::new(30_200..=30_300);
         let socket = ports.bind("127.0.0.1".parse().unwrap()).await.unwrap();
         let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let config = SessionConfig { no_audio_timeout: Duration::from_millis(200), jitter_depth: 2, recording: None };

@@ -14,6 +14,7 @@ pub const DEFAULT_SIP: &str = "127.0.0.1:5060";
 pub const DEFAULT_DATA_DIR: &str = "uponai-data";
 pub const DEFAULT_RTP_PORTS: &str = "20000-29999";
 pub const DEFAULT_NO_AUDIO_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_INBOUND_QUEUE_SECS: u64 = 40;
 
 /// Everything `App::build` needs. No `Default`: a caller says what it means.
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// A call with no RTP from the other side for this long ends `error_no_audio_received`.
     pub no_audio_timeout: Duration,
+    /// How long an inbound call at the concurrency limit rings waiting for a free slot.
+    pub inbound_queue: Duration,
 }
 
 /// The config file's shape: the same names as the flags.
@@ -50,6 +53,7 @@ pub struct FileSettings {
     pub external_ip: Option<IpAddr>,
     pub public_url: Option<String>,
     pub no_audio_timeout_secs: Option<u64>,
+    pub inbound_queue_secs: Option<u64>,
 }
 
 impl FileSettings {
@@ -71,6 +75,7 @@ pub struct Overrides {
     pub external_ip: Option<IpAddr>,
     pub public_url: Option<String>,
     pub no_audio_timeout_secs: Option<u64>,
+    pub inbound_queue_secs: Option<u64>,
 }
 
 /// `20000-29999` → `20000..=29999`.
@@ -97,6 +102,9 @@ impl Settings {
             public_url: overrides.public_url.or(file.public_url),
             no_audio_timeout: Duration::from_secs(
                 overrides.no_audio_timeout_secs.or(file.no_audio_timeout_secs).unwrap_or(DEFAULT_NO_AUDIO_TIMEOUT_SECS),
+            ),
+            inbound_queue: Duration::from_secs(
+                overrides.inbound_queue_secs.or(file.inbound_queue_secs).unwrap_or(DEFAULT_INBOUND_QUEUE_SECS),
             ),
         })
     }

@@ -60,6 +60,10 @@ struct ServeArgs {
     /// End a call when no RTP has arrived from the other side for this many seconds [default: 30].
     #[arg(long, env = "UPONAI_NO_AUDIO_TIMEOUT_SECS")]
     no_audio_timeout_secs: Option<u64>,
+    /// How long an inbound call at the concurrency limit rings waiting for a slot before it
+    /// goes to the number's fallback_number or is refused [default: 40].
+    #[arg(long, env = "UPONAI_INBOUND_QUEUE_SECS")]
+    inbound_queue_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 external_ip: args.external_ip,
                 public_url: args.public_url,
                 no_audio_timeout_secs: args.no_audio_timeout_secs,
+                inbound_queue_secs: args.inbound_queue_secs,
             };
             serve(Settings::resolve(overrides, file)?).await
         }

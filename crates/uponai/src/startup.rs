@@ -59,12 +59,14 @@ impl App {
         let store = Arc::new(store);
         let runtime = CallRuntime::new(
             store.clone(),
+            Arc::new(crate::dispatch::Admissions::default()),
             endpoint,
             media::RtpPorts::new(settings.rtp_ports.clone()),
             settings.advertised_ip(),
             settings.sip.ip(),
             settings.data_dir.join("recordings"),
             settings.no_audio_timeout,
+            settings.inbound_queue,
         );
         let http_addr = http_listener.local_addr().context("HTTP address")?;
         let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
@@ -88,7 +90,7 @@ impl App {
         let http_addr = self.http_addr();
         let dispatcher = Dispatcher::start(runtime.clone());
         for (workspace_id, call) in runtime.recover().await? {
-            dispatcher.dispatch(workspace_id, call.call_id);
+            dispatcher.dispatch_when_admitted(runtime.clone(), workspace_id, call);
         }
         tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
         tokio::spawn(runtime.clone().sweep_registered());

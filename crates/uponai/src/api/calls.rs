@@ -21,26 +21,60 @@ use super::extract::{ApiJson, Workspace};
 use super::paging::{page_request, SortOrder};
 use super::validate::from_document;
 use super::ApiState;
-use crate::calls::{create_call, CallLeg, CreateCallError, NewCall};
+use crate::calls::{prepare_call, CallLeg, CreateCallError, NewCall};
+use crate::dispatch::{Refusal, TrunkRef};
 use crate::domain::{AgentId, CallId, Direction, WorkspaceId};
 use crate::store::{Document, StoreError};
 
-/// Runs call creation and maps its failures.
+/// Runs call creation: validate, then (for calls we dial) admit through the workspace's
+/// concurrency and the trunk's CPS limit, store, and hand to the dialer.
 pub(super) async fn create(
     state: &ApiState,
     workspace_id: &WorkspaceId,
     request: NewCall,
 ) -> ApiResult<CallResponse> {
-    let (row, is_new) = create_call(&state.store, workspace_id, request, rand::random::<f64>())
+    let idempotency_key = request.idempotency_key.clone();
+    let prepared = prepare_call(&state.store, workspace_id, request, rand::random::<f64>())
         .await
         .map_err(|err| match err {
             CreateCallError::Invalid { field, problem } => ApiError::field(field, problem),
             CreateCallError::Store(err) => ApiError::from_store(err, "call"),
         })?;
-    if is_new && row.direction == Direction::Outbound && row.document.get("dial_in").is_none() {
-        state.dispatcher.dispatch(workspace_id.clone(), row.call_id.clone());
+    if let Some(key) = &idempotency_key {
+        // A repeat returns the first call and never dials twice (nor counts against limits).
+        if let Some(first) = state.store.find_idempotent_call(workspace_id, key).await.map_err(|err| ApiError::from_store(err, "call"))? {
+            return Ok(CallResponse::from_row(first, &state.recording_links));
+        }
+    }
+    let ticket = match &prepared.trunk {
+        Some(trunk) if prepared.row.direction == Direction::Outbound => {
+            let limits = state.calls.limits(workspace_id).await;
+            Some(state.calls.admissions.admit(workspace_id, trunk, &limits, 0).map_err(|refusal| rate_limited(&refusal, trunk))?)
+        }
+        _ => None,
+    };
+    let (row, is_new) = state.store.insert_call(workspace_id, &prepared.row).await.map_err(|err| ApiError::from_store(err, "call"))?;
+    if let (true, Some(ticket)) = (is_new, ticket) {
+        state.dispatcher.dispatch(workspace_id.clone(), row.call_id.clone(), ticket);
     }
     Ok(CallResponse::from_row(row, &state.recording_links))
+}
+
+pub(super) fn rate_limited(refusal: &Refusal, trunk: &TrunkRef) -> ApiError {
+    match refusal {
+        Refusal::Cps { limit, retry_after } => ApiError::RateLimited {
+            message: format!(
+                "rate_limited: the {} trunk's limit of {limit} calls per second is reached; retry after {} ms",
+                trunk.provider.key(),
+                retry_after.as_millis()
+            ),
+            retry_after: *retry_after,
+        },
+        Refusal::Concurrency { limit, retry_after } => ApiError::RateLimited {
+            message: format!("rate_limited: the workspace's concurrency limit of {limit} calls is reached; retry when a call ends"),
+            retry_after: *retry_after,
+        },
+    }
 }
 
 /// Checks the agent-override references (LLM, voices) against the workspace.
@@ -67,7 +101,8 @@ fn parse_override_agent(raw: Option<&str>, field: &str) -> ApiResult<Option<Agen
 /// Place an outbound call. It is recorded `registered`; the dialer takes it from there.
 #[utoipa::path(post, path = "/v2/create-phone-call", tag = "Call",
     request_body = CreatePhoneCallRequest,
-    responses((status = 201, body = CallResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = CallResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "a CPS or concurrency limit; see Retry-After / retry-after-ms")))]
 pub async fn create_phone_call(
     State(state): State<ApiState>,
     Workspace(key): Workspace,

@@ -27,6 +27,10 @@ pub enum ApiError {
     /// (including ids of other workspaces).
     #[error("Cannot find requested asset under given api key: {0}")]
     NotFound(String),
+    /// 429: a calls-per-second or concurrency limit; retrying after `retry_after` finds room
+    /// (for CPS, unless someone else takes it first).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: std::time::Duration },
     /// 404 for paths that are not part of the API.
     #[error("The requested resource was not found.")]
     NoRoute,
@@ -61,6 +65,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,7 +83,19 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?cause, "request failed");
         }
         let body = ErrorBody { status: "error", message: self.to_string() };
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Self::RateLimited { retry_after, .. } = &self {
+            // Both headers the official SDKs read: seconds (whole, rounded up) and milliseconds.
+            let ms = retry_after.as_millis().max(1);
+            let headers = response.headers_mut();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&ms.div_ceil(1000).to_string()) {
+                headers.insert(axum::http::header::RETRY_AFTER, value);
+            }
+            if let Ok(value) = axum::http::HeaderValue::from_str(&ms.to_string()) {
+                headers.insert("retry-after-ms", value);
+            }
+        }
+        response
     }
 }
 

@@ -101,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/get-workspace-settings", get(workspace::get_settings))
         .route("/update-workspace-settings", patch(workspace::update_settings))
         .route("/get-api-key-info", get(workspace::api_key_info))
+        .route("/get-concurrency", get(workspace::get_concurrency))
         .route("/v2/create-phone-call", post(calls::create_phone_call))
         .route("/v2/register-phone-call", post(calls::register_phone_call))
         .route("/v2/get-call/{call_id}", get(calls::get_call))

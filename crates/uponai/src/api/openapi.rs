@@ -18,7 +18,7 @@ use super::{agents, calls, llms, numbers, recordings, uponai, voices, workspace}
         voices::list_voices, voices::get_voice,
         numbers::import_number, numbers::create_number, numbers::get_number, numbers::update_number,
         numbers::list_numbers, numbers::delete_number,
-        workspace::get_settings, workspace::update_settings, workspace::api_key_info,
+        workspace::get_settings, workspace::update_settings, workspace::api_key_info, workspace::get_concurrency,
         calls::create_phone_call, calls::register_phone_call, calls::get_call, calls::list_calls,
         calls::update_call, calls::delete_call, calls::stop_call,
         uponai::initiate_call, recordings::download,

@@ -113,7 +113,7 @@ fn retell_override(camel: Map<String, Value>) -> ApiResult<AgentOverride> {
 /// Start an outbound call (UponAI API).
 #[utoipa::path(post, path = "/api/v1/calls/initiate", tag = "UponAI",
     request_body = InitiateCallRequest,
-    responses((status = 201, body = InitiateCallResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = InitiateCallResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn initiate_call(
     State(state): State<ApiState>,
     Workspace(key): Workspace,

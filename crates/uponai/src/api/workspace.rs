@@ -9,6 +9,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
 use super::validate::{from_document, to_document};
 use super::{nullable, ApiState};
+use crate::dispatch::limits::{CpsProvider, Limits, DEFAULT_CONCURRENCY, MAX_CONCURRENCY};
 use crate::domain::{TerminationUri, Transport, WorkspaceId};
 
 /// The providers whose numbers ride a workspace-wide trunk.
@@ -55,6 +56,20 @@ pub struct ProviderTrunk {
     pub allowed_inbound_sources: Option<Vec<String>>,
 }
 
+/// Calls per second per provider; unset means the default of 1.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct CpsConfig {
+    /// 1 to 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<u32>,
+    /// 1 to 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telnyx: Option<u32>,
+    /// 1 to concurrency_limit ÷ 20 (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<u32>,
+}
+
 /// Settings stored per workspace.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct WorkspaceSettings {
@@ -62,6 +77,11 @@ pub struct WorkspaceSettings {
     pub twilio_trunk: Option<ProviderTrunk>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telnyx_trunk: Option<ProviderTrunk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cps_config: Option<CpsConfig>,
+    /// Simultaneous calls, both directions (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -73,6 +93,10 @@ pub struct UpdateWorkspaceSettings {
     #[serde(default, with = "nullable")]
     #[schema(value_type = Option<ProviderTrunk>, nullable)]
     pub telnyx_trunk: Option<Option<ProviderTrunk>>,
+    /// Providers left out keep their value.
+    pub cps_config: Option<CpsConfig>,
+    /// 1 to 10,000.
+    pub concurrency_limit: Option<u32>,
 }
 
 /// A provider trunk as shown: the password only as a flag.
@@ -90,6 +114,35 @@ pub struct WorkspaceSettingsResponse {
     pub workspace_id: String,
     pub twilio_trunk: Option<ProviderTrunkView>,
     pub telnyx_trunk: Option<ProviderTrunkView>,
+    /// The limits in force (defaults filled in).
+    pub cps_config: CpsLimits,
+    pub concurrency_limit: u32,
+}
+
+/// CPS in force per provider and the most each may be set to now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CpsLimits {
+    pub twilio: u32,
+    pub telnyx: u32,
+    pub custom: u32,
+    pub twilio_max: u32,
+    pub telnyx_max: u32,
+    pub custom_max: u32,
+}
+
+/// `GET /get-concurrency`, as the hosted API shapes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConcurrencyResponse {
+    /// Calls live now: dialing, ringing or talking, both directions.
+    pub current_concurrency: u32,
+    pub concurrency_limit: u32,
+    pub base_concurrency: u32,
+    pub purchased_concurrency: u32,
+    pub concurrency_purchase_limit: u32,
+    pub remaining_purchase_limit: u32,
+    pub concurrency_burst_enabled: bool,
+    pub concurrency_burst_limit: u32,
+    pub reserved_inbound_concurrency: u32,
 }
 
 /// `GET /get-api-key-info`.
@@ -152,12 +205,43 @@ fn view(trunk: Option<ProviderTrunk>) -> Option<ProviderTrunkView> {
     })
 }
 
-fn response(workspace_id: &WorkspaceId, settings: WorkspaceSettings) -> WorkspaceSettingsResponse {
-    WorkspaceSettingsResponse {
+fn response(workspace_id: &WorkspaceId, settings: WorkspaceSettings) -> ApiResult<WorkspaceSettingsResponse> {
+    let limits = Limits::from_settings(&to_document(&settings)?);
+    Ok(WorkspaceSettingsResponse {
         workspace_id: workspace_id.to_string(),
         twilio_trunk: view(settings.twilio_trunk),
         telnyx_trunk: view(settings.telnyx_trunk),
+        cps_config: CpsLimits {
+            twilio: limits.twilio_cps,
+            telnyx: limits.telnyx_cps,
+            custom: limits.custom_cps,
+            twilio_max: CpsProvider::Twilio.max_cps(limits.concurrency),
+            telnyx_max: CpsProvider::Telnyx.max_cps(limits.concurrency),
+            custom_max: CpsProvider::Custom.max_cps(limits.concurrency),
+        },
+        concurrency_limit: limits.concurrency,
+    })
+}
+
+/// Checks the limits of a settings document against the spec's bounds.
+fn check_limits(settings: &WorkspaceSettings) -> ApiResult<()> {
+    let concurrency = settings.concurrency_limit.unwrap_or(DEFAULT_CONCURRENCY);
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(ApiError::field("concurrency_limit", format!("must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")));
     }
+    let cps = settings.cps_config.unwrap_or_default();
+    for (provider, value) in [(CpsProvider::Twilio, cps.twilio), (CpsProvider::Telnyx, cps.telnyx), (CpsProvider::Custom, cps.custom)] {
+        let Some(value) = value else { continue };
+        let max = provider.max_cps(concurrency);
+        if !(1..=max).contains(&value) {
+            let why = if provider == CpsProvider::Custom { format!(" (concurrency_limit {concurrency} ÷ 20)") } else { String::new() };
+            return Err(ApiError::field(
+                format!("cps_config.{}", provider.key()),
+                format!("must be between 1 and {max}{why}, got {value}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The workspace's settings.
@@ -168,7 +252,7 @@ pub async fn get_settings(
     Workspace(key): Workspace,
 ) -> ApiResult<Json<WorkspaceSettingsResponse>> {
     let settings = load(&state, &key.workspace_id).await?;
-    Ok(Json(response(&key.workspace_id, settings)))
+    Ok(Json(response(&key.workspace_id, settings)?))
 }
 
 /// Change the workspace's settings; fields left out keep their value.
@@ -187,12 +271,42 @@ pub async fn update_settings(
     if let Some(trunk) = update.telnyx_trunk {
         settings.telnyx_trunk = trunk.map(|t| check_trunk("telnyx_trunk", &t)).transpose()?;
     }
+    if let Some(cps) = update.cps_config {
+        let current = settings.cps_config.unwrap_or_default();
+        settings.cps_config = Some(CpsConfig {
+            twilio: cps.twilio.or(current.twilio),
+            telnyx: cps.telnyx.or(current.telnyx),
+            custom: cps.custom.or(current.custom),
+        });
+    }
+    if let Some(limit) = update.concurrency_limit {
+        settings.concurrency_limit = Some(limit);
+    }
+    check_limits(&settings)?;
     state
         .store
         .put_workspace_settings(&key.workspace_id, &to_document(&settings)?)
         .await
         .map_err(|err| ApiError::from_store(err, "workspace"))?;
-    Ok(Json(response(&key.workspace_id, settings)))
+    Ok(Json(response(&key.workspace_id, settings)?))
+}
+
+/// Live calls against the workspace's limit.
+#[utoipa::path(get, path = "/get-concurrency", tag = "Concurrency",
+    responses((status = 200, body = ConcurrencyResponse), (status = 401, body = ErrorBody)))]
+pub async fn get_concurrency(State(state): State<ApiState>, Workspace(key): Workspace) -> ApiResult<Json<ConcurrencyResponse>> {
+    let limits = state.calls.limits(&key.workspace_id).await;
+    Ok(Json(ConcurrencyResponse {
+        current_concurrency: state.calls.admissions.live(&key.workspace_id),
+        concurrency_limit: limits.concurrency,
+        base_concurrency: limits.concurrency,
+        purchased_concurrency: 0,
+        concurrency_purchase_limit: 0,
+        remaining_purchase_limit: 0,
+        concurrency_burst_enabled: false,
+        concurrency_burst_limit: 0,
+        reserved_inbound_concurrency: 0,
+    }))
 }
 
 /// Who the presented key is.

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::dispatch::limits::CpsProvider;
+use crate::dispatch::TrunkRef;
 use crate::domain::agent::{engine_ref, EngineRef};
 use crate::domain::{
     AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString,
@@ -60,15 +62,40 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> CreateCallError {
     CreateCallError::Invalid { field, problem: problem.into() }
 }
 
+/// Where Retell-type (Twilio and Telnyx) numbers may call: the hosted service's 15 countries.
+pub const PROVIDER_COUNTRIES: [&str; 15] =
+    ["US", "CA", "GB", "AU", "DE", "ES", "FR", "IT", "MX", "JP", "IN", "ID", "PH", "MY", "TH"];
+
+/// A call ready to be stored: validated, its agent picked, and (outbound) its trunk known.
+#[derive(Debug)]
+pub struct PreparedCall {
+    pub row: CallRow,
+    /// The trunk an outbound call leaves through; `None` for calls we do not dial.
+    pub trunk: Option<TrunkRef>,
+}
+
 /// Stores the call (or, for a repeated idempotency key, finds the first one). Returns the
-/// call and whether it is new. `roll` (uniform in [0, 1)) makes the A/B pick.
+/// call and whether it is new. `roll` (uniform in [0, 1)) makes the A/B pick. For calls that
+/// are not paced (inbound, dial-in registrations).
 pub async fn create_call(
     store: &Store,
     workspace_id: &WorkspaceId,
     request: NewCall,
     roll: f64,
 ) -> Result<(CallRow, bool), CreateCallError> {
+    let prepared = prepare_call(store, workspace_id, request, roll).await?;
+    Ok(store.insert_call(workspace_id, &prepared.row).await?)
+}
+
+/// Everything of call creation but storing it.
+pub async fn prepare_call(
+    store: &Store,
+    workspace_id: &WorkspaceId,
+    request: NewCall,
+    roll: f64,
+) -> Result<PreparedCall, CreateCallError> {
     let mut document = Document::new();
+    let mut trunk = None;
     let (direction, from_number, to_number, bound_agents) = match &request.leg {
         CallLeg::Outbound { from_number, to_number, ignore_e164_validation, custom_sip_headers } => {
             let number = find_number(store, workspace_id, from_number, *ignore_e164_validation).await?;
@@ -81,6 +108,8 @@ pub async fn create_call(
             }
             let to = DialString::parse(to_number, *ignore_e164_validation)
                 .map_err(|err| invalid("to_number", err.to_string()))?;
+            check_destination_country(&number, &to)?;
+            trunk = Some(trunk_of(&number));
             if !custom_sip_headers.is_empty() {
                 document.insert("custom_sip_headers".into(), json!(custom_sip_headers));
             }
@@ -203,7 +232,56 @@ pub async fn create_call(
         idempotency_key: request.idempotency_key,
         document,
     };
-    Ok(store.insert_call(workspace_id, &call).await?)
+    Ok(PreparedCall { row: call, trunk })
+}
+
+/// The trunk a number's calls leave through, for pacing.
+pub fn trunk_of(number: &crate::store::NumberRow) -> TrunkRef {
+    let provider = CpsProvider::of_number_type(&number.phone_number_type);
+    let key = match provider {
+        CpsProvider::Custom => number
+            .document
+            .get("sip_outbound_trunk_config")
+            .and_then(|config| config.get("termination_uri"))
+            .and_then(Value::as_str)
+            .unwrap_or(&number.phone_number)
+            .to_owned(),
+        other => other.key().to_owned(),
+    };
+    TrunkRef { provider, key }
+}
+
+/// Twilio and Telnyx numbers reach the 15 countries the hosted service calls; any number may
+/// narrow its destinations with `allowed_outbound_country_list`.
+fn check_destination_country(number: &crate::store::NumberRow, to: &DialString) -> Result<(), CreateCallError> {
+    let provider_number = CpsProvider::of_number_type(&number.phone_number_type) != CpsProvider::Custom;
+    let narrowed: Option<Vec<&str>> = number
+        .document
+        .get("allowed_outbound_country_list")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .filter(|list: &Vec<&str>| !list.is_empty());
+    if !provider_number && narrowed.is_none() {
+        return Ok(());
+    }
+    let Some(country) = to.region() else {
+        return Err(invalid("to_number", format!("cannot tell which country {} is in, and {} may only call some countries", to.as_str(), number.phone_number)));
+    };
+    if provider_number && !PROVIDER_COUNTRIES.contains(&country) {
+        return Err(invalid(
+            "to_number",
+            format!("{country} is not a country {} numbers can call (allowed: {})", number.phone_number_type, PROVIDER_COUNTRIES.join(", ")),
+        ));
+    }
+    if let Some(allowed) = narrowed {
+        if !allowed.contains(&country) {
+            return Err(invalid(
+                "to_number",
+                format!("{country} is not in allowed_outbound_country_list of {} ({})", number.phone_number, allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The workspace's number `raw`: matched as written, else by its canonical E.164 form.

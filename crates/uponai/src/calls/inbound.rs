@@ -79,9 +79,54 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
             }
         }
     };
+    // A concurrency slot, held until the call ends; at the limit the caller hears ringing
+    // while we wait for one, then goes to the number's fallback or is refused.
+    let Some(_slot) = wait_for_slot(&rt, &workspace_id, &request, &tx).await else {
+        let fallback = rt
+            .store
+            .get_number(&workspace_id, &call.to_number)
+            .await
+            .ok()
+            .and_then(|number| number.document.get("fallback_number").and_then(|f| f.as_str().map(str::to_owned)));
+        let reason = match fallback {
+            Some(fallback) => {
+                let mut moved = Response::to(&request, 302, "Moved Temporarily");
+                let host = SipUri::parse(&request.uri).map(|uri| uri.host_port()).unwrap_or_default();
+                moved.headers.push("Contact", format!("<sip:{fallback}@{host}>"));
+                tx.respond(moved).await;
+                DisconnectionReason::NoConcurrencyFallback
+            }
+            None => {
+                tx.respond(Response::to(&request, 486, "Busy Here")).await;
+                DisconnectionReason::ConcurrencyLimitReached
+            }
+        };
+        tracing::info!(call_id = %call.call_id, reason = reason.as_str(), "call.refused: concurrency limit");
+        rt.end(&workspace_id, &call.call_id, CallStatus::Error, reason, Document::new()).await;
+        return;
+    };
     let (hangup, _guard) = rt.hangup_token(&call.call_id);
     let (status, reason, patch) = accept(&rt, &workspace_id, &call, &request, incoming.source, &tx, &hangup).await;
     rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
+}
+
+/// A concurrency slot for an inbound call, waiting (ringing) up to the queue time for one.
+async fn wait_for_slot(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, invite: &Request, tx: &ServerTxHandle) -> Option<crate::dispatch::Ticket> {
+    let limits = rt.limits(workspace_id).await;
+    if let Some(slot) = rt.admissions.try_inbound_slot(workspace_id, &limits) {
+        return Some(slot);
+    }
+    let mut ringing = Response::to(invite, 180, "Ringing");
+    ringing.headers.set("To", format!("{};tag={}", invite.headers.get("to").unwrap_or_default(), new_token()));
+    tx.respond(ringing).await;
+    let deadline = tokio::time::Instant::now() + rt.inbound_queue;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if let Some(slot) = rt.admissions.try_inbound_slot(workspace_id, &limits) {
+            return Some(slot);
+        }
+    }
+    None
 }
 
 /// A registered dial-in call still waiting, or `None` (answered 404). A call dialed in too

@@ -16,6 +16,7 @@ use super::outcome::{status_after_connect, DialFailure};
 use super::runtime::CallRuntime;
 use super::talk::{talk, Leg};
 use super::trunk::{self, DialPlan};
+use crate::dispatch::Ticket;
 use crate::domain::{now_ms, CallStatus, DisconnectionReason, WorkspaceId};
 use crate::store::{CallRow, Document};
 
@@ -24,9 +25,11 @@ const DEFAULT_RING_MS: u64 = 30_000;
 /// How long we wait for the trunk to confirm our CANCEL (487) before giving up.
 const CANCEL_GRACE: Duration = Duration::from_secs(32);
 
-pub async fn run(rt: Arc<CallRuntime>, workspace_id: WorkspaceId, call: CallRow) {
+/// Dials `call`; `ticket` paces the INVITE and holds the call's concurrency slot until the
+/// call has ended.
+pub async fn run(rt: Arc<CallRuntime>, workspace_id: WorkspaceId, call: CallRow, mut ticket: Ticket) {
     let (hangup, _guard) = rt.hangup_token(&call.call_id);
-    let (status, reason, patch) = dial(&rt, &workspace_id, &call, &hangup).await;
+    let (status, reason, patch) = dial(&rt, &workspace_id, &call, &hangup, &mut ticket).await;
     rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
 }
 
@@ -35,6 +38,7 @@ async fn dial(
     workspace_id: &WorkspaceId,
     call: &CallRow,
     hangup: &tokio_util::sync::CancellationToken,
+    ticket: &mut Ticket,
 ) -> (CallStatus, DisconnectionReason, Document) {
     let failed = |failure: DialFailure| (failure.status(), failure.reason(), Document::new());
     let number = match rt.store.get_number(workspace_id, &call.from_number).await {
@@ -76,6 +80,8 @@ async fn dial(
         .and_then(|agent| agent.get("ring_duration_ms"))
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_RING_MS);
+    // The pacer decides the moment the INVITE leaves; ringing is timed from then.
+    ticket.invite_may_leave().await;
     let ring_deadline = Instant::now() + Duration::from_millis(ring_ms);
     let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
     let (mut answered_challenge, mut got_provisional) = (false, false);

@@ -17,6 +17,8 @@ use crate::store::{CallEnd, CallRow, Document, Store};
 
 pub struct CallRuntime {
     pub store: Arc<Store>,
+    /// Concurrency slots and the CPS pacer.
+    pub admissions: Arc<crate::dispatch::Admissions>,
     pub endpoint: sip::Endpoint,
     pub rtp_ports: media::RtpPorts,
     /// Put in Contact headers and SDP.
@@ -25,6 +27,8 @@ pub struct CallRuntime {
     pub media_bind_ip: IpAddr,
     pub recordings_dir: PathBuf,
     pub no_audio_timeout: Duration,
+    /// How long an inbound call at the concurrency limit rings waiting for a slot.
+    pub inbound_queue: Duration,
     /// Cancelled on shutdown: every call task hangs up and ends its call.
     pub shutdown: CancellationToken,
     /// Every call task, so shutdown can wait for them to finish writing their ends.
@@ -63,23 +67,28 @@ impl Drop for DialogRoute {
 pub const REGISTERED_CALL_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 
 impl CallRuntime {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
+        admissions: Arc<crate::dispatch::Admissions>,
         endpoint: sip::Endpoint,
         rtp_ports: media::RtpPorts,
         advertised_ip: IpAddr,
         media_bind_ip: IpAddr,
         recordings_dir: PathBuf,
         no_audio_timeout: Duration,
+        inbound_queue: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            admissions,
             endpoint,
             rtp_ports,
             advertised_ip,
             media_bind_ip,
             recordings_dir,
             no_audio_timeout,
+            inbound_queue,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             dialogs: Mutex::new(HashMap::new()),
@@ -150,6 +159,12 @@ impl CallRuntime {
             Ok(false) => tracing::debug!(%call_id, "call had already ended"),
             Err(err) => tracing::error!(%call_id, error = %err, "could not record the end of a call"),
         }
+    }
+
+    /// The limits in force for a workspace (defaults if its settings cannot be read).
+    pub async fn limits(&self, workspace_id: &WorkspaceId) -> crate::dispatch::limits::Limits {
+        let settings = self.store.workspace_settings(workspace_id).await.unwrap_or_default();
+        crate::dispatch::limits::Limits::from_settings(&settings)
     }
 
     /// At start: calls a previous run left in flight. Undispatched outbound calls are dialed;

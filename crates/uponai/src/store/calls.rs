@@ -90,6 +90,22 @@ impl Store {
         Ok((call, true))
     }
 
+    /// The call first made with `key` within the idempotency window, if any.
+    pub async fn find_idempotent_call(&self, workspace_id: &WorkspaceId, key: &str) -> Result<Option<CallRow>, StoreError> {
+        let since = self.next_created_at() - IDEMPOTENCY_WINDOW_US;
+        let row = sqlx::query(&format!(
+            "SELECT {CALL_COLUMNS} FROM calls
+             WHERE workspace_id = $1 AND idempotency_key = $2 AND created_at > $3
+             ORDER BY created_at LIMIT 1"
+        ))
+        .bind(workspace_id.as_str())
+        .bind(key)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(call_from_row).transpose()
+    }
+
     pub async fn get_call(
         &self,
         workspace_id: &WorkspaceId,

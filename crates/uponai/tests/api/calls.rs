@@ -8,6 +8,7 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn a_created_call_is_registered_with_the_bound_agent_and_every_parameter() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("outbound").await;
     app.import_number("+14155550100", &[&agent_id]).await;
     let reply = app
@@ -41,6 +42,7 @@ async fn a_created_call_is_registered_with_the_bound_agent_and_every_parameter()
 #[tokio::test]
 async fn bad_call_requests_are_refused_naming_the_field() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[&agent_id]).await;
     app.import_number("+14155550199", &[]).await;
@@ -80,6 +82,7 @@ async fn bad_call_requests_are_refused_naming_the_field() {
 #[tokio::test]
 async fn e164_validation_is_only_waived_for_custom_numbers() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[&agent_id]).await;
     let reply = app
@@ -103,6 +106,7 @@ async fn e164_validation_is_only_waived_for_custom_numbers() {
 #[tokio::test]
 async fn calls_without_an_outbound_agent_need_an_override() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[]).await;
     let refused = app.post("/v2/create-phone-call", json!({"from_number": "+14155550100", "to_number": "+12125550123"})).await;
@@ -128,6 +132,7 @@ async fn calls_without_an_outbound_agent_need_an_override() {
 #[tokio::test]
 async fn an_ab_split_sends_calls_to_both_agents_in_proportion() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let a = app.create_agent("a").await;
     let b = app.create_agent("b").await;
     app.import_number("+14155550100", &[]).await;
@@ -150,6 +155,7 @@ async fn an_ab_split_sends_calls_to_both_agents_in_proportion() {
 #[tokio::test]
 async fn a_repeated_idempotency_key_returns_the_first_call() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[&agent_id]).await;
     let body = json!({"from_number": "+14155550100", "to_number": "+12125550123", "idempotency_key": "crm-run-42"});
@@ -163,6 +169,7 @@ async fn a_repeated_idempotency_key_returns_the_first_call() {
 #[tokio::test]
 async fn list_calls_filters_pages_and_counts() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let a = app.create_agent("a").await;
     let b = app.create_agent("b").await;
     app.import_number("+14155550100", &[&a]).await;
@@ -218,6 +225,7 @@ async fn list_calls_filters_pages_and_counts() {
 #[tokio::test]
 async fn update_call_replaces_metadata_and_only_tightens_storage() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[&agent_id]).await;
     let call = app.post("/v2/create-phone-call", json!({"from_number": "+14155550100", "to_number": "+12125550123", "metadata": {"a": 1}})).await.body;
@@ -234,6 +242,7 @@ async fn update_call_replaces_metadata_and_only_tightens_storage() {
 #[tokio::test]
 async fn uponai_initiate_maps_onto_the_same_call_creation() {
     let app = spawn_app().await;
+    app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[]).await;
     let reply = app

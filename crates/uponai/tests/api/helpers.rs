@@ -40,10 +40,14 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         sip: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_owned(),
         bootstrap_api_key: Some(KEY.to_owned()),
-        rtp_ports: 40_000..=49_999,
+        // Below the ephemeral range (32768+), where free_port() picks ports for sipp.
+        rtp_ports: 20_000..=29_999,
         external_ip: None,
         public_url: None,
         no_audio_timeout: std::time::Duration::from_secs(30),
+        inbound_queue: std::time::Duration::from_secs(2),
+        // Tests place many calls at once; the default CPS of 1 is raised per test where
+        // pacing is what is being tested.
     };
     adjust(&mut settings);
     let app = App::build(settings).await.expect("app builds");
@@ -59,6 +63,7 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
@@ -91,9 +96,10 @@ impl TestApp {
         }
         let response = request.send().await.expect("request sent");
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await.expect("body read");
         let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
-        Reply { status, body }
+        Reply { status, body, headers }
     }
 
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -114,6 +120,15 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str) -> Reply {
         self.request(Method::DELETE, path, None).await
+    }
+
+    /// Lifts the workspace's pacing (10,000 concurrent calls, 500 CPS on custom trunks) for
+    /// tests that place many calls and are not about pacing.
+    pub async fn raise_limits(&self) {
+        let reply = self
+            .patch("/update-workspace-settings", json!({"concurrency_limit": 10_000, "cps_config": {"custom": 500}}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     }
 
     /// Creates a Retell LLM and returns its id.

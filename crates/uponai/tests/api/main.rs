@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod calls;
 mod helpers;
+mod limits;
 mod llms;
 mod numbers;
 mod persistence;

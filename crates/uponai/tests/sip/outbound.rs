@@ -221,7 +221,7 @@ async fn stop_call_cancels_a_ringing_call_and_hangs_up_a_connected_one() {
     let call_id = place_call(&app, json!({})).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.get(&format!("/v2/get-call/{call_id}")).await.body["call_status"] != "ongoing" {
-        assert!(tokio::time::Instant::now() < deadline, "the call was not answered");
+        assert!(tokio::time::Instant::now() < deadline, "the call was not answered: {}", app.get(&format!("/v2/get-call/{call_id}")).await.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.post(&format!("/v2/stop-call/{call_id}"), json!({})).await;

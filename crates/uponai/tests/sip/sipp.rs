@@ -106,6 +106,7 @@ impl Sipp {
             command.args(["-key", key, value]);
         }
         let child = command.spawn().expect("sipp is installed (Debian package sip-tester)");
+        wait_until_bound(ip, port, transport);
         Self { child, port, log, _dir: dir }
     }
 
@@ -123,6 +124,21 @@ impl Sipp {
             Ok(Ok(status)) => Err(format!("sipp failed ({status}):\n{errors}\n{}", tail(&screen))),
             _ => Err(format!("sipp did not finish in {timeout:?}:\n{errors}\n{}", tail(&screen))),
         }
+    }
+}
+
+/// Returns once sipp holds its port (binding it ourselves fails), or after five seconds.
+fn wait_until_bound(ip: &str, port: u16, transport: Transport) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let taken = match transport {
+            Transport::Udp => std::net::UdpSocket::bind((ip, port)).is_err(),
+            Transport::Tcp => std::net::TcpListener::bind((ip, port)).is_err(),
+        };
+        if taken {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
