@@ -7,4 +7,5 @@
 mod helpers;
 mod inbound;
 mod outbound;
+mod pacing;
 mod sipp;

@@ -73,6 +73,50 @@ impl Sipp {
         Self::start(copy.to_str().unwrap(), transport, "127.0.0.1", None, &[])
     }
 
+    /// sipp as a trunk answering any number of calls from a scenario template, logging every
+    /// message with its receive time; read them with `stop_and_read_invites`.
+    pub fn uas_traced(scenario_file: &str, transport: Transport, replacements: &[(&str, &str)]) -> Self {
+        let mut text = std::fs::read_to_string(scenario(scenario_file)).unwrap();
+        for (from, to) in replacements {
+            text = text.replace(from, to);
+        }
+        let copy = std::env::temp_dir().join(format!("uponai-{}-{scenario_file}", crate::sipp::free_port()));
+        std::fs::write(&copy, text).unwrap();
+        Self::start(copy.to_str().unwrap(), transport, "127.0.0.1", None, &[("__traced", "1")])
+    }
+
+    /// Stops a traced sipp; the receive time (seconds) and text of every INVITE it got.
+    pub async fn stop_and_read_invites(mut self) -> Vec<(f64, String)> {
+        let _ = self.child.kill().await;
+        let log = std::fs::read_to_string(self._dir.path().join("messages.log")).unwrap_or_default();
+        let mut invites = Vec::new();
+        let mut at = None;
+        let mut lines = log.lines().peekable();
+        while let Some(line) = lines.next() {
+            if let Some(stamp) = line.strip_prefix("----------------------------------------------- ") {
+                // "2026-11-24 11:00:46.440189": seconds of the day are enough within a test.
+                at = stamp.split_whitespace().nth(1).and_then(|clock| {
+                    let mut parts = clock.split(':');
+                    let (h, m, s) = (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+                    Some(h * 3600.0 + m * 60.0 + s)
+                });
+            } else if line.contains("message received") {
+                let mut message = String::new();
+                while let Some(next) = lines.peek() {
+                    if next.starts_with("-----------------------------------------------") {
+                        break;
+                    }
+                    message.push_str(lines.next().unwrap_or_default());
+                    message.push('\n');
+                }
+                if message.trim_start().starts_with("INVITE ") {
+                    invites.push((at.unwrap_or_default(), message));
+                }
+            }
+        }
+        invites
+    }
+
     /// sipp as a caller (UAC) from `ip` to `target`, dialing `service`.
     pub fn uac(scenario_file: &str, transport: Transport, ip: &str, target: SocketAddr, service: &str) -> Self {
         Self::start(&scenario(scenario_file), transport, ip, Some((target, service)), &[])
@@ -87,8 +131,14 @@ impl Sipp {
         if let Some((target, _)) = uac {
             command.arg(target.to_string());
         }
+        let traced = keys.iter().any(|(k, _)| *k == "__traced");
+        command.args(["-sf", scenario_path, "-i", ip, "-mi", ip, "-nostdin"]);
+        if traced {
+            command.arg("-trace_msg").arg("-message_file").arg(dir.path().join("messages.log"));
+        } else {
+            command.args(["-m", "1"]);
+        }
         command
-            .args(["-sf", scenario_path, "-i", ip, "-mi", ip, "-m", "1", "-nostdin"])
             .args(["-t", transport.sipp_flag(), "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"])
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
             .arg("-trace_err")
@@ -102,7 +152,7 @@ impl Sipp {
         if let Some((_, service)) = uac {
             command.args(["-s", service]);
         }
-        for (key, value) in keys {
+        for (key, value) in keys.iter().filter(|(k, _)| *k != "__traced") {
             command.args(["-key", key, value]);
         }
         let child = command.spawn().expect("sipp is installed (Debian package sip-tester)");
