@@ -1,6 +1,7 @@
 //! uponai: a self-hostable voice-AI calling platform with a Retell-compatible API.
 //!
 //! Layout, in the order data flows:
+//! - `cli_batch`: the `uponai batch` command (an HTTP client of a running server).
 //! - `config`, `telemetry`, `startup`: settings, logging, and `App` (build binds the
 //!   listeners and exposes their ports; `run_until_stopped` serves).
 //! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
@@ -9,6 +10,7 @@
 //! - `store`: the only SQL.
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
 
+pub mod cli_batch;
 pub mod config;
 pub mod telemetry;
 pub mod startup;

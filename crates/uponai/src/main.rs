@@ -32,6 +32,35 @@ enum Command {
     /// Manage API keys in the data directory (works while the server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Submit a CSV of numbers as a batch campaign to a running server and show its progress.
+    /// The phone-number column (phone_number, phone, number, to_number) becomes each call's
+    /// destination; every other column becomes a dynamic variable.
+    Batch(BatchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BatchArgs {
+    /// The CSV file (header row required).
+    #[arg(long)]
+    csv: PathBuf,
+    /// The workspace number to call from.
+    #[arg(long)]
+    from: String,
+    /// Base URL of the server's API (http only).
+    #[arg(long, env = "UPONAI_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key of the workspace.
+    #[arg(long, env = "UPONAI_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// A name for the batch.
+    #[arg(long)]
+    name: Option<String>,
+    /// Concurrency kept free for other calls while the batch runs.
+    #[arg(long)]
+    reserved_concurrency: Option<u32>,
+    /// Return once queued instead of following progress.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +138,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 inbound_queue_secs: args.inbound_queue_secs,
             };
             serve(Settings::resolve(overrides, file)?).await
+        }
+        Command::Batch(args) => {
+            uponai::cli_batch::run(uponai::cli_batch::BatchOptions {
+                url: &args.url,
+                api_key: &args.api_key,
+                from_number: &args.from,
+                csv: &args.csv,
+                name: args.name.as_deref(),
+                reserved_concurrency: args.reserved_concurrency,
+                wait: !args.no_wait,
+            })
+            .await
         }
         Command::Keys(command) => {
             let settings = Settings::resolve(Overrides { data_dir: cli.data_dir, ..Overrides::default() }, file)?;

@@ -92,6 +92,10 @@ impl App {
         for (workspace_id, call) in runtime.recover().await? {
             dispatcher.dispatch_when_admitted(runtime.clone(), workspace_id, call);
         }
+        for batch in self.store.active_batches().await? {
+            tracing::info!(batch_call_id = %batch.batch_call_id, "batch.resumed");
+            crate::dispatch::batch::spawn(runtime.clone(), dispatcher.clone(), batch);
+        }
         tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
         tokio::spawn(runtime.clone().sweep_registered());
         tracing::info!(http = %http_addr, sip = %runtime.endpoint.local_addr(), "serving");

@@ -15,6 +15,7 @@
 
 mod agent_fields;
 mod agents;
+mod batches;
 mod call_filter;
 mod call_view;
 mod calls;
@@ -110,6 +111,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/delete-call/{call_id}", delete(calls::delete_call))
         .route("/v2/stop-call/{call_id}", post(calls::stop_call))
         .route("/api/v1/calls/initiate", post(uponai::initiate_call))
+        .route("/create-batch-call", post(batches::create_batch_call))
+        .route("/get-batch-call/{batch_call_id}", get(batches::get_batch_call))
+        .route("/v2/list-batch-calls", get(batches::list_batch_calls))
         .route("/recordings/{file}", get(recordings::download))
         .route("/openapi.json", get(openapi::serve))
         .route("/health", get(|| async { "ok" }))

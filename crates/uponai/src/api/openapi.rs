@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, calls, llms, numbers, recordings, uponai, voices, workspace};
+use super::{agents, batches, calls, llms, numbers, recordings, uponai, voices, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use super::{agents, calls, llms, numbers, recordings, uponai, voices, workspace}
         calls::create_phone_call, calls::register_phone_call, calls::get_call, calls::list_calls,
         calls::update_call, calls::delete_call, calls::stop_call,
         uponai::initiate_call, recordings::download,
+        batches::create_batch_call, batches::get_batch_call, batches::list_batch_calls,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

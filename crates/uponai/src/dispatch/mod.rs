@@ -2,6 +2,7 @@
 //!
 //! - `limits`: a workspace's concurrency and per-provider CPS settings.
 //! - `pacer`: the pure CPS state machine (per trunk, sliding one-second window).
+//! - `batch`: the worker of a batch campaign (window, reserved concurrency, resume).
 //! - here: `Admissions` (pacer + concurrency counts behind one lock) hands out `Ticket`s; a
 //!   ticket paces its call's INVITE and holds a concurrency slot until the call task drops it.
 //!   `Dispatcher` claims admitted calls in the store and starts their tasks.
@@ -9,6 +10,7 @@
 //! Architecture Invariant: no INVITE for a new outbound call leaves without its ticket
 //! saying so, and a call counts against the workspace's concurrency from admission to end.
 
+pub mod batch;
 pub mod limits;
 pub mod pacer;
 

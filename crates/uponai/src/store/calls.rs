@@ -64,29 +64,7 @@ impl Store {
                 return Ok((call_from_row(&row)?, false));
             }
         }
-        sqlx::query(&format!(
-            "INSERT INTO calls (workspace_id, {CALL_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ))
-        .bind(workspace_id.as_str())
-        .bind(call.call_id.as_str())
-        .bind(call.call_type.as_str())
-        .bind(call.direction.as_str())
-        .bind(call.call_status.as_str())
-        .bind(call.agent_id.as_str())
-        .bind(call.agent_version)
-        .bind(&call.from_number)
-        .bind(&call.to_number)
-        .bind(call.created_at)
-        .bind(call.start_timestamp)
-        .bind(call.end_timestamp)
-        .bind(call.duration_ms)
-        .bind(call.disconnection_reason.map(DisconnectionReason::as_str))
-        .bind(&call.batch_call_id)
-        .bind(&call.idempotency_key)
-        .bind(encode_document(&call.document))
-        .execute(&self.pool)
-        .await?;
+        insert_call_row(&mut *self.pool.acquire().await?, workspace_id, &call).await?;
         Ok((call, true))
     }
 
@@ -197,6 +175,34 @@ impl Store {
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(call_from_row).collect()
     }
+}
+
+/// Inserts a call row on `conn` (inside a caller's transaction when it needs one).
+pub(super) async fn insert_call_row(conn: &mut sqlx::SqliteConnection, workspace_id: &WorkspaceId, call: &CallRow) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO calls (workspace_id, {CALL_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    ))
+    .bind(workspace_id.as_str())
+    .bind(call.call_id.as_str())
+    .bind(call.call_type.as_str())
+    .bind(call.direction.as_str())
+    .bind(call.call_status.as_str())
+    .bind(call.agent_id.as_str())
+    .bind(call.agent_version)
+    .bind(&call.from_number)
+    .bind(&call.to_number)
+    .bind(call.created_at)
+    .bind(call.start_timestamp)
+    .bind(call.end_timestamp)
+    .bind(call.duration_ms)
+    .bind(call.disconnection_reason.map(DisconnectionReason::as_str))
+    .bind(&call.batch_call_id)
+    .bind(&call.idempotency_key)
+    .bind(encode_document(&call.document))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 pub(super) fn call_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CallRow, StoreError> {

@@ -9,6 +9,7 @@
 //! The SQL is the portable subset of SQLite and PostgreSQL (`$n` placeholders, row-value
 //! comparisons for keyset paging) so a Postgres backend is a pool type away.
 
+mod batches;
 mod call_states;
 mod calls;
 mod numbers;
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use batches::{BatchProgress, BatchRow, TaskRow};
 pub use call_states::CallEnd;
 pub use calls::CallRow;
 pub use numbers::{NumberRow, PasswordChange};

@@ -5,6 +5,7 @@
 
 mod agents;
 mod auth;
+mod batches;
 mod calls;
 mod helpers;
 mod limits;
