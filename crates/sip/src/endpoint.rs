@@ -117,9 +117,7 @@ impl Endpoint {
     /// Binds UDP and TCP and starts the endpoint task. Requests that start something new
     /// arrive on the returned channel.
     pub async fn bind(config: EndpointConfig) -> std::io::Result<(Self, mpsc::Receiver<Incoming>)> {
-        let udp = UdpSocket::bind(config.bind).await?;
-        let local_addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(local_addr).await?;
+        let (udp, tcp, local_addr) = bind_pair(config.bind).await?;
         let (commands_tx, commands_rx) = mpsc::channel(1024);
         let (incoming_tx, incoming_rx) = mpsc::channel(1024);
         let (tcp_events_tx, tcp_events_rx) = mpsc::unbounded_channel();
@@ -162,6 +160,21 @@ impl Endpoint {
     /// Sends a message outside any transaction (the ACK for a 2xx).
     pub async fn send_stateless(&self, request: &Request, target: Target) {
         let _ = self.commands.send(Command::Stateless { bytes: request.to_bytes(), target }).await;
+    }
+}
+
+/// UDP and TCP on one port. With port 0 the UDP port is picked first and may be taken for
+/// TCP by someone else; a few tries find a port free for both.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let mut attempts = if addr.port() == 0 { 20 } else { 1 };
+    loop {
+        let udp = UdpSocket::bind(addr).await?;
+        let local_addr = udp.local_addr()?;
+        match TcpListener::bind(local_addr).await {
+            Ok(tcp) => return Ok((udp, tcp, local_addr)),
+            Err(err) if attempts > 1 && err.kind() == std::io::ErrorKind::AddrInUse => attempts -= 1,
+            Err(err) => return Err(err),
+        }
     }
 }
 

@@ -29,8 +29,11 @@ const CANCEL_GRACE: Duration = Duration::from_secs(32);
 /// call has ended.
 pub async fn run(rt: Arc<CallRuntime>, workspace_id: WorkspaceId, call: CallRow, mut ticket: Ticket) {
     let (hangup, _guard) = rt.hangup_token(&call.call_id);
-    let (status, reason, patch) = dial(&rt, &workspace_id, &call, &hangup, &mut ticket).await;
-    rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
+    match dial(&rt, &workspace_id, &call, &hangup, &mut ticket).await {
+        Some((status, reason, patch)) => rt.end(&workspace_id, &call.call_id, status, reason, patch).await,
+        // Another task holds the call (or it already ended): it is not ours to end.
+        None => tracing::debug!(call_id = %call.call_id, "call already claimed"),
+    }
 }
 
 async fn dial(
@@ -39,8 +42,8 @@ async fn dial(
     call: &CallRow,
     hangup: &tokio_util::sync::CancellationToken,
     ticket: &mut Ticket,
-) -> (CallStatus, DisconnectionReason, Document) {
-    let failed = |failure: DialFailure| (failure.status(), failure.reason(), Document::new());
+) -> Option<(CallStatus, DisconnectionReason, Document)> {
+    let failed = |failure: DialFailure| Some((failure.status(), failure.reason(), Document::new()));
     let number = match rt.store.get_number(workspace_id, &call.from_number).await {
         Ok(number) => number,
         Err(err) => {
@@ -59,12 +62,12 @@ async fn dial(
         Ok(socket) => socket,
         Err(err) => {
             tracing::error!(call_id = %call.call_id, error = %err, "no RTP port");
-            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
         }
     };
     let local_media = match socket.local_addr() {
         Ok(addr) => std::net::SocketAddr::new(rt.advertised_ip, addr.port()),
-        Err(_) => return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()),
+        Err(_) => return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new())),
     };
     let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
     let mut invite = build_invite(rt, call, &plan, &offer);
@@ -80,8 +83,22 @@ async fn dial(
         .and_then(|agent| agent.get("ring_duration_ms"))
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_RING_MS);
-    // The pacer decides the moment the INVITE leaves; ringing is timed from then.
-    ticket.invite_may_leave().await;
+    // The pacer decides the moment the INVITE leaves; ringing is timed from then. The claim
+    // in the store is made at that moment: a call is dialed at most once, ever.
+    tokio::select! {
+        () = ticket.invite_may_leave() => {}
+        () = stop_requested(rt, hangup) => {
+            return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
+        }
+    }
+    match rt.store.mark_call_dispatched(&call.call_id, now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(err) => {
+            tracing::error!(call_id = %call.call_id, error = %err, "could not claim the call for dialing");
+            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
+        }
+    }
     let ring_deadline = Instant::now() + Duration::from_millis(ring_ms);
     let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
     let (mut answered_challenge, mut got_provisional) = (false, false);
@@ -108,7 +125,7 @@ async fn dial(
                     }
                     status => {
                         if stopping {
-                            return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
+                            return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
                         }
                         return failed(DialFailure::Rejected {
                             status,
@@ -129,14 +146,14 @@ async fn dial(
             }
             () = sleep_until_opt(cancel_deadline) => {
                 if stopping {
-                    return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
+                    return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
                 }
                 return failed(DialFailure::RingTimeout);
             }
             () = stop_requested(rt, hangup), if !stopping => {
                 stopping = true;
                 if !got_provisional {
-                    return (CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new());
+                    return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
                 }
                 send_cancel(rt, &invite, plan.target).await;
                 cancel_deadline = Some(Instant::now() + Duration::from_secs(5));
@@ -149,7 +166,7 @@ async fn dial(
         Ok(dialog) => dialog,
         Err(err) => {
             tracing::warn!(call_id = %call.call_id, error = %err, "unusable 2xx");
-            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
         }
     };
     let target = in_dialog_target(&dialog, plan.target);
@@ -170,7 +187,7 @@ async fn dial(
         Err(err) => {
             tracing::warn!(call_id = %call.call_id, error = %err, "unusable SDP answer");
             super::talk::send_bye(rt, &mut leg).await;
-            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
         }
     };
     let _ = rt.store.mark_call_ongoing(&call.call_id, now_ms()).await;
@@ -178,7 +195,7 @@ async fn dial(
     let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": sip_call_id}));
-    (status_after_connect(talked.reason), talked.reason, patch)
+    Some((status_after_connect(talked.reason), talked.reason, patch))
 }
 
 fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &str) -> Request {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::calls::{outbound, CallRuntime};
-use crate::domain::{now_ms, CallId, WorkspaceId};
+use crate::domain::{CallId, WorkspaceId};
 use limits::{CpsProvider, Limits};
 use pacer::{Admission, Pacer};
 
@@ -154,16 +154,9 @@ impl Dispatcher {
         let (queue, mut calls) = mpsc::unbounded_channel::<(WorkspaceId, CallId, Ticket)>();
         tokio::spawn(async move {
             while let Some((workspace_id, call_id, ticket)) = calls.recv().await {
-                // Claiming the call in the store first means a call is dialed at most once,
-                // whoever asks and however often. A refused claim drops (releases) the ticket.
-                match runtime.store.mark_call_dispatched(&call_id, now_ms()).await {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(err) => {
-                        tracing::error!(%call_id, error = %err, "could not claim a call for dialing");
-                        continue;
-                    }
-                }
+                // The call task claims the call in the store the moment its INVITE may leave,
+                // so a call is dialed at most once whoever asks, and a crash before that
+                // moment leaves it to be dialed after the restart.
                 let call = match runtime.store.get_call(&workspace_id, &call_id).await {
                     Ok(call) => call,
                     Err(err) => {

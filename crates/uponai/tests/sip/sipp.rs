@@ -85,8 +85,22 @@ impl Sipp {
         Self::start(copy.to_str().unwrap(), transport, "127.0.0.1", None, &[("__traced", "1")])
     }
 
-    /// Stops a traced sipp; the receive time (seconds) and text of every INVITE it got.
-    pub async fn stop_and_read_invites(mut self) -> Vec<(f64, String)> {
+    /// Stops a traced sipp; the receive time (seconds) and text of the first INVITE of each
+    /// Call-ID it got (UDP retransmissions of an INVITE are the same call, not a new one).
+    pub async fn stop_and_read_invites(self) -> Vec<(f64, String)> {
+        let mut seen = std::collections::HashSet::new();
+        self.stop_and_read_all_invites()
+            .await
+            .into_iter()
+            .filter(|(_, text)| {
+                let call_id = text.lines().find_map(|l| l.strip_prefix("Call-ID:")).unwrap_or_default().trim().to_owned();
+                seen.insert(call_id)
+            })
+            .collect()
+    }
+
+    /// Every INVITE message sipp received, retransmissions included.
+    pub async fn stop_and_read_all_invites(mut self) -> Vec<(f64, String)> {
         let _ = self.child.kill().await;
         let log = std::fs::read_to_string(self._dir.path().join("messages.log")).unwrap_or_default();
         let mut invites = Vec::new();
