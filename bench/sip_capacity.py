@@ -15,56 +15,17 @@ Needs: sipp (Debian sip-tester), cargo. Runs on loopback only.
 """
 
 import argparse
-import json
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENARIOS = os.path.join(ROOT, "bench", "scenarios")
-KEY = "key_bench_0123456789"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-class Api:
-    def __init__(self, url):
-        self.url = url
-
-    def call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            text = resp.read()
-            return json.loads(text) if text else None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import KEY, ROOT, SCENARIOS, Api, build_release, cpu_seconds, free_port, start_server, stop  # noqa: E402,F401
 
 
 def start_uas(workdir, hold_ms):
@@ -116,20 +77,9 @@ def main():
     if not shutil.which("sipp"):
         sys.exit("sipp is missing: apt-get install sip-tester")
 
-    print("building uponai (release)...", flush=True)
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "uponai"], cwd=ROOT, check=True)
+    build_release()
     workdir = tempfile.mkdtemp(prefix="uponai-bench-")
-    http_port, sip_port = free_port(), free_port()
-    env = dict(os.environ, UPONAI_API_KEY=KEY, RUST_LOG="warn")
-    server = subprocess.Popen(
-        [os.path.join(ROOT, "target", "release", "uponai"), "serve", "--data-dir", os.path.join(workdir, "data"),
-         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", "20000-39999",
-         "--no-audio-timeout-secs", "120"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in server.stdout:
-        if "listening" in line:
-            break
-    api = Api(f"http://127.0.0.1:{http_port}")
+    server, api = start_server(workdir, ["--no-audio-timeout-secs", "120"])
     long_uas, long_port = start_uas(workdir, args.hold * 1000)
     short_uas, short_port = start_uas(workdir, 0)
     try:
@@ -188,13 +138,7 @@ def main():
         print(f"sipp UAC: exit {os.waitstatus_to_exitcode(status)}, {sipp_cpu * 1000:.3f} ms CPU per call (SIP only)")
         print(f"ratio uponai / sipp: {uponai_cpu / sipp_cpu:.2f}" if sipp_cpu > 0 else "sipp used no measurable CPU")
     finally:
-        for proc in (long_uas, short_uas, server):
-            proc.terminate()
-        for proc in (long_uas, short_uas, server):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(long_uas, short_uas, server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
