@@ -25,6 +25,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import ROOT, build_release, percentile, start_server, start_sipp_uas, stop  # noqa: E402
 
 
+def place(api, number, seq):
+    """One create-phone-call tagged X-Seq; None if accepted, else the HTTP error."""
+    try:
+        api.call("POST", "/v2/create-phone-call", {"from_number": number, "to_number": "+12125550123",
+                                                   "custom_sip_headers": {"X-Seq": seq}})
+        return None
+    except urllib.error.HTTPError as err:
+        return err
+
+
 def drive(api, number, tag, seconds, n_clients):
     """Pushes calls for `seconds`; returns {seq: send time} of accepted requests and counts."""
     accepted, lock, counts = {}, threading.Lock(), {"429": 0, "other": 0}
@@ -36,16 +46,14 @@ def drive(api, number, tag, seconds, n_clients):
             seq = f"{tag}-{index}-{n}"
             n += 1
             sent = time.time()
-            try:
-                api.call("POST", "/v2/create-phone-call", {"from_number": number, "to_number": "+12125550123",
-                                                           "custom_sip_headers": {"X-Seq": seq}})
-                with lock:
+            err = place(api, number, seq)
+            with lock:
+                if err is None:
                     accepted[seq] = sent
-            except urllib.error.HTTPError as err:
-                with lock:
+                else:
                     counts["429" if err.code == 429 else "other"] += 1
-                if err.code == 429:
-                    time.sleep(float(err.headers.get("retry-after-ms", "100")) / 1000)
+            if err is not None and err.code == 429:
+                time.sleep(float(err.headers.get("retry-after-ms", "100")) / 1000)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
     for t in threads:
@@ -67,11 +75,10 @@ def drive_under_budget(api, number, tag, cps, seconds):
         seq = f"{tag}-u-{n}"
         n += 1
         sent = time.time()
-        try:
-            api.call("POST", "/v2/create-phone-call", {"from_number": number, "to_number": "+12125550123",
-                                                       "custom_sip_headers": {"X-Seq": seq}})
+        err = place(api, number, seq)
+        if err is None:
             accepted[seq] = sent
-        except urllib.error.HTTPError as err:
+        else:
             counts["429" if err.code == 429 else "other"] += 1
         next_at += interval
     return accepted, counts
