@@ -3,10 +3,8 @@
 //! Calls against a real SIP peer: sipp (Debian `sip-tester`) plays the trunk for outbound
 //! calls and the caller for inbound ones, over UDP and TCP.
 
-mod batches;
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod inbound;
 mod outbound;
-mod pacing;
 mod sipp;

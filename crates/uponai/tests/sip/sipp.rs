@@ -1,3 +1,6 @@
+//! Shared by the `sip` and `pacing` test binaries; each uses part of it.
+#![allow(dead_code)]
+
 //! Running sipp, and reading what a call left behind.
 
 use std::net::SocketAddr;

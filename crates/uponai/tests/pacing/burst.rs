@@ -12,8 +12,9 @@ fn busiest_second(times: &[f64]) -> usize {
     (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t - times[i] < 1.0).count()).max().unwrap_or(0)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_a_telnyx_number_leaves_at_16_cps_and_the_rest_get_a_429_that_works() {
+    let _serial = crate::serial().await;
     let app = spawn_app().await;
     let sipp = Sipp::uas_traced("reject.xml", Transport::Udp, &[("__STATUS__", "486")]);
     let settings = app
@@ -34,9 +35,12 @@ async fn a_burst_on_a_telnyx_number_leaves_at_16_cps_and_the_rest_get_a_429_that
     let mut n_refused = 0;
     let mut last_retry_ms = 0;
     for round in 0..3 {
+        // Each refusal's Retry-After counts from its own arrival; after the whole burst,
+        // the longest of this round is the wait that finds room.
+        last_retry_ms = 0;
         if round > 0 {
-            // A full second refills the budget for a whole burst.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // A guarded second (1.025 s) refills the budget for a whole burst.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
         }
         for (status, retry_ms) in burst(&app, 40).await {
             match status {
@@ -45,7 +49,7 @@ async fn a_burst_on_a_telnyx_number_leaves_at_16_cps_and_the_rest_get_a_429_that
                     n_refused += 1;
                     let retry_ms = retry_ms.expect("a 429 says when to retry");
                     assert!((1..=1025).contains(&retry_ms), "{retry_ms}");
-                    last_retry_ms = retry_ms;
+                    last_retry_ms = last_retry_ms.max(retry_ms);
                 }
                 other => panic!("unexpected status {other}"),
             }

@@ -28,8 +28,9 @@ fn call_ids_per_task(invites: &[(f64, String)]) -> HashMap<String, HashSet<Strin
     seen
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_three_hundred_tasks_runs_at_its_trunks_cps() {
+    let _serial = crate::serial().await;
     let app = spawn_app().await;
     let sipp = Sipp::uas_traced("reject.xml", Transport::Udp, &[("__STATUS__", "486")]);
     app.patch("/update-workspace-settings", json!({"concurrency_limit": 1000, "cps_config": {"custom": 30}})).await;
@@ -64,8 +65,9 @@ async fn a_batch_of_three_hundred_tasks_runs_at_its_trunks_cps() {
     assert_eq!(listed["items"].as_array().unwrap().len(), 300);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_outside_its_calling_window_waits() {
+    let _serial = crate::serial().await;
     let app = spawn_app().await;
     let sipp = Sipp::uas_traced("reject.xml", Transport::Udp, &[("__STATUS__", "486")]);
     let agent_id = agent_with(&app, json!({})).await;
@@ -121,8 +123,9 @@ async fn api(server: &Server, method: reqwest::Method, path: &str, body: Option<
     request.send().await.unwrap().json().await.unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_survives_kill_9_without_dialing_any_task_twice() {
+    let _serial = crate::serial().await;
     let dir = tempfile::tempdir().unwrap();
     let sipp = Sipp::uas_traced("reject.xml", Transport::Udp, &[("__STATUS__", "486")]);
     let mut server = start_server(dir.path());
