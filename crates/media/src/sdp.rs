@@ -126,13 +126,11 @@ pub fn negotiate(remote: &str, accept: &[Codec]) -> Result<MediaParams, SdpError
                 }
             }
             "a" if in_audio => {
-                if let Some(map) = value.strip_prefix("rtpmap:") {
-                    if let Some((pt, encoding)) = map.split_once(' ') {
-                        if let Ok(pt) = pt.parse() {
+                if let Some(map) = value.strip_prefix("rtpmap:")
+                    && let Some((pt, encoding)) = map.split_once(' ')
+                        && let Ok(pt) = pt.parse() {
                             rtpmaps.push((pt, encoding.to_ascii_lowercase()));
                         }
-                    }
-                }
             }
             _ => {}
         }

@@ -239,12 +239,11 @@ async fn run(
                 let _ = channels.to_agent.try_send(caller);
                 let agent = send_tick(&socket, &mut sender, &mut channels.dtmf_out, &mut channels.from_agent).await;
                 stats.n_sent += 1;
-                if let Some(rec) = recorder.as_mut() {
-                    if let Err(err) = rec.write(&caller, &agent) {
+                if let Some(rec) = recorder.as_mut()
+                    && let Err(err) = rec.write(&caller, &agent) {
                         tracing::warn!(error = %err, "recording failed; continuing without it");
                         recorder = None;
                     }
-                }
                 if !no_audio_reported && now.duration_since(last_rx) >= config.no_audio_timeout {
                     no_audio_reported = true;
                     let _ = channels.events.try_send(MediaEvent::NoAudio);
@@ -271,11 +270,10 @@ async fn run(
             }
         }
     }
-    if let Some(rec) = recorder {
-        if let Err(err) = rec.stereo.finish().and_then(|()| rec.mono.finish()) {
+    if let Some(rec) = recorder
+        && let Err(err) = rec.stereo.finish().and_then(|()| rec.mono.finish()) {
             tracing::warn!(error = %err, "could not finish recording");
         }
-    }
     stats.n_received = jitter.n_received;
     stats.n_lost = jitter.n_lost;
     stats
@@ -291,13 +289,12 @@ async fn send_tick(
 ) -> Frame {
     let frame_ts = sender.timestamp;
     sender.timestamp = sender.timestamp.wrapping_add(SAMPLES_PER_FRAME as u32);
-    if sender.dtmf.is_empty() {
-        if let (Ok(digit), Some(_)) = (dtmf_out.try_recv(), sender.params.dtmf_payload_type) {
+    if sender.dtmf.is_empty()
+        && let (Ok(digit), Some(_)) = (dtmf_out.try_recv(), sender.params.dtmf_payload_type) {
             sender.dtmf = dtmf::payloads(digit, 800);
             sender.dtmf.reverse();
             sender.dtmf_timestamp = frame_ts;
         }
-    }
     if let (Some(payload), Some(pt)) = (sender.dtmf.pop(), sender.params.dtmf_payload_type) {
         let first = u16::from_be_bytes([payload[2], payload[3]]) == SAMPLES_PER_FRAME as u16 && payload[1] & 0x80 == 0;
         let ts = sender.dtmf_timestamp;
@@ -349,7 +346,7 @@ mod tests {
         let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
         assert_eq!(a_addr.port() % 2, 0);
         let config = SessionConfig { no_audio_timeout: Duration::from_secs(5), jitter_depth: 2, recording: None };
-        let (a_channels, mut a) = channels();
+        let (a_channels, a) = channels();
         let (b_channels, mut b) = channels();
         let a_session = MediaSession::start(a_socket, params(b_addr), config.clone(), a_channels).unwrap();
         let b_session = MediaSession::start(b_socket, params(a_addr), config, b_channels).unwrap();
@@ -368,7 +365,6 @@ mod tests {
         assert!(loud >= 8, "B heard A's audio ({loud} loud frames)");
         let digit = tokio::time::timeout(Duration::from_secs(2), b.events.recv()).await.unwrap();
         assert_eq!(digit, Some(MediaEvent::Dtmf('5')));
-        drop((&mut a.events, &mut b.from_agent, &mut b.dtmf_out, &mut a.to_agent));
         let stats = a_session.stop().await;
         assert!(stats.n_sent >= 40 && stats.n_received >= 30, "{stats:?}");
         b_session.stop().await;

@@ -68,7 +68,7 @@ fn canonical(name: &str) -> &str {
         "c" => "content-type",
         "k" => "supported",
         "s" => "subject",
-        _ => return name,
+        _ => name,
     }
 }
 
@@ -260,13 +260,12 @@ fn unfold(head: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for raw in head.split('\n') {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if raw.starts_with([' ', '\t']) {
-            if let Some(last) = lines.last_mut() {
+        if raw.starts_with([' ', '\t'])
+            && let Some(last) = lines.last_mut() {
                 last.push(' ');
                 last.push_str(raw.trim());
                 continue;
             }
-        }
         lines.push(raw.to_owned());
     }
     lines

@@ -144,13 +144,12 @@ impl ClientTransaction {
             actions.push(Action::Timeout);
             return actions;
         }
-        if let Some(at) = self.retransmit_at {
-            if now >= at {
+        if let Some(at) = self.retransmit_at
+            && now >= at {
                 actions.push(Action::Send(self.bytes.clone()));
                 self.interval = if self.invite { self.interval * 2 } else { (self.interval * 2).min(T2) };
                 self.retransmit_at = Some(now + self.interval);
             }
-        }
         actions
     }
 

@@ -136,11 +136,10 @@ async fn bootstrap(store: &Store, configured_key: Option<&str>) -> anyhow::Resul
             generated_key: generated.then_some(secret),
         }));
     }
-    if let Some(key) = configured_key {
-        if !store.api_key_exists(key).await? {
+    if let Some(key) = configured_key
+        && !store.api_key_exists(key).await? {
             let workspace_id = store.first_workspace().await?.context("a store with workspaces has a first one")?;
             store.create_api_key(&workspace_id, "from UPONAI_API_KEY", key).await?;
         }
-    }
     Ok(None)
 }

@@ -137,14 +137,13 @@ pub(crate) async fn check_references(
                 other => other,
             })?;
     }
-    if let Some(voice_id) = &fields.voice_id {
-        if voices::find(voice_id).is_none() {
+    if let Some(voice_id) = &fields.voice_id
+        && voices::find(voice_id).is_none() {
             return Err(ApiError::field(
                 format!("{prefix}voice_id"),
                 format!("{voice_id:?} is not a voice of this install (see list-voices)"),
             ));
         }
-    }
     for (i, voice_id) in fields.fallback_voice_ids.clone().flatten().unwrap_or_default().iter().enumerate() {
         if voices::find(voice_id).is_none() {
             return Err(ApiError::field(

@@ -190,7 +190,7 @@ pub async fn create_batch_call(
     }
     let scheduled = match request.trigger_timestamp {
         None => now_ms(),
-        Some(ms) if ms.is_finite() && ms >= 0.0 && ms < 1e15 => ms as i64,
+        Some(ms) if ms.is_finite() && (0.0..1e15).contains(&ms) => ms as i64,
         Some(ms) => return Err(ApiError::field("trigger_timestamp", format!("{ms} is not an epoch time in milliseconds"))),
     };
     let window = match &request.call_time_window {

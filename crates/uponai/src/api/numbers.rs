@@ -431,11 +431,10 @@ pub async fn create_number(
         }
     }
     let national_area_code = number.as_str().strip_prefix("+1").and_then(|rest| rest.get(..3)?.parse::<i64>().ok());
-    if let Some(area_code) = request.area_code {
-        if national_area_code != Some(area_code) {
+    if let Some(area_code) = request.area_code
+        && national_area_code != Some(area_code) {
             return Err(ApiError::field("area_code", format!("{number} is not in area code {area_code}")));
         }
-    }
     let mut settings = NumberSettings {
         phone_number_pretty: Some(number.pretty()),
         area_code: national_area_code,

@@ -273,14 +273,13 @@ fn check_destination_country(number: &crate::store::NumberRow, to: &DialString) 
             format!("{country} is not a country {} numbers can call (allowed: {})", number.phone_number_type, PROVIDER_COUNTRIES.join(", ")),
         ));
     }
-    if let Some(allowed) = narrowed {
-        if !allowed.contains(&country) {
+    if let Some(allowed) = narrowed
+        && !allowed.contains(&country) {
             return Err(invalid(
                 "to_number",
                 format!("{country} is not in allowed_outbound_country_list of {} ({})", number.phone_number, allowed.join(", ")),
             ));
         }
-    }
     Ok(())
 }
 

@@ -119,11 +119,10 @@ pub async fn talk(
                 }
             }
             Some(event) = recv_invite_event(&mut leg.invite_events) => {
-                if let (ClientEvent::Response(response), Some(ack)) = (event, &leg.ack) {
-                    if (200..300).contains(&response.status) {
+                if let (ClientEvent::Response(response), Some(ack)) = (event, &leg.ack)
+                    && (200..300).contains(&response.status) {
                         rt.endpoint.send_stateless(ack, leg.target).await;
                     }
-                }
             }
         }
     };

@@ -149,12 +149,11 @@ pub async fn plan(store: &Store, workspace_id: &WorkspaceId, number: &NumberRow)
         None => uri.host().to_owned(),
     };
     let mut provider_headers = Vec::new();
-    if settings.telnyx {
-        if let Some(username) = &settings.username {
+    if settings.telnyx
+        && let Some(username) = &settings.username {
             // Telnyx requires this on calls authenticated by credentials.
             provider_headers.push(("X-Telnyx-Username".to_owned(), username.clone()));
         }
-    }
     let allowed_sources = match settings.allowed_sources {
         Some(list) => list.iter().filter_map(|raw| IpNet::parse(raw)).collect(),
         None => vec![IpNet { addr: addr.ip(), prefix: if addr.is_ipv4() { 32 } else { 128 } }],
