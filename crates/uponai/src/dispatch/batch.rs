@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Dispatcher, Refusal};
+use super::{sleep_unless_stopped, wait_for_admission, Dispatcher};
 use crate::calls::{prepare_call, CallLeg, CallRuntime, CreateCallError, NewCall};
 use crate::domain::time_window::CallTimeWindow;
 use crate::domain::{now_ms, AgentId, AgentVersionRef, WorkspaceId};
@@ -126,16 +126,8 @@ async fn run(runtime: &Arc<CallRuntime>, dispatcher: &Dispatcher, batch: BatchRo
                 Err(CreateCallError::Store(err)) => return Err(err.into()),
             };
             let Some(trunk) = prepared.trunk.clone() else { continue };
-            let ticket = loop {
-                let limits = runtime.limits(&workspace_id).await;
-                match runtime.admissions.admit(&workspace_id, &trunk, &limits, reserved) {
-                    Ok(ticket) => break ticket,
-                    Err(Refusal::Cps { retry_after, .. } | Refusal::Concurrency { retry_after, .. }) => {
-                        if !sleep_unless_stopped(runtime, retry_after).await {
-                            return Ok(());
-                        }
-                    }
-                }
+            let Some(ticket) = wait_for_admission(runtime, &workspace_id, &trunk, reserved).await else {
+                return Ok(());
             };
             // The call and the task's "called" mark are written together; a task already
             // called (by a run that died after writing) is skipped and its ticket released.
@@ -143,13 +135,5 @@ async fn run(runtime: &Arc<CallRuntime>, dispatcher: &Dispatcher, batch: BatchRo
                 dispatcher.dispatch(workspace_id.clone(), call.call_id, ticket);
             }
         }
-    }
-}
-
-/// Sleeps; `false` if shutdown came first.
-async fn sleep_unless_stopped(runtime: &CallRuntime, duration: Duration) -> bool {
-    tokio::select! {
-        () = runtime.shutdown.cancelled() => false,
-        () = tokio::time::sleep(duration) => true,
     }
 }

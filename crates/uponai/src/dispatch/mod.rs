@@ -142,6 +142,31 @@ impl Drop for Ticket {
     }
 }
 
+/// Admits a call as soon as the limits allow, waiting as each refusal says; `None` if the
+/// process is shutting down first. For calls that must not be refused (recovered calls, batch
+/// tasks).
+pub async fn wait_for_admission(runtime: &CallRuntime, workspace_id: &WorkspaceId, trunk: &TrunkRef, reserved: u32) -> Option<Ticket> {
+    loop {
+        let limits = runtime.limits(workspace_id).await;
+        match runtime.admissions.admit(workspace_id, trunk, &limits, reserved) {
+            Ok(ticket) => return Some(ticket),
+            Err(Refusal::Cps { retry_after, .. } | Refusal::Concurrency { retry_after, .. }) => {
+                if !sleep_unless_stopped(runtime, retry_after).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps; `false` if shutdown came first.
+pub async fn sleep_unless_stopped(runtime: &CallRuntime, duration: Duration) -> bool {
+    tokio::select! {
+        () = runtime.shutdown.cancelled() => false,
+        () = tokio::time::sleep(duration) => true,
+    }
+}
+
 /// Hands admitted calls to the dialer. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
@@ -182,17 +207,8 @@ impl Dispatcher {
                 return;
             };
             let trunk = crate::calls::create::trunk_of(&number);
-            loop {
-                let limits = runtime.limits(&workspace_id).await;
-                match runtime.admissions.admit(&workspace_id, &trunk, &limits, 0) {
-                    Ok(ticket) => return dispatcher.dispatch(workspace_id, call.call_id, ticket),
-                    Err(Refusal::Cps { retry_after, .. } | Refusal::Concurrency { retry_after, .. }) => {
-                        tokio::select! {
-                            () = runtime.shutdown.cancelled() => return,
-                            () = tokio::time::sleep(retry_after) => {}
-                        }
-                    }
-                }
+            if let Some(ticket) = wait_for_admission(&runtime, &workspace_id, &trunk, 0).await {
+                dispatcher.dispatch(workspace_id, call.call_id, ticket);
             }
         });
     }

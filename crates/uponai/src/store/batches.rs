@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::calls::insert_call_row;
-use super::paging::{Page, PageRequest};
+use super::paging::{cursor_row, Page, PageRequest};
 use super::{decode_document, encode_document, CallRow, Document, Store, StoreError};
 use crate::domain::WorkspaceId;
 
@@ -86,10 +86,7 @@ impl Store {
         let cursor = match &page.after {
             None => None,
             Some(after) => Some(
-                self.get_batch(workspace_id, after)
-                    .await
-                    .map_err(|err| if matches!(err, StoreError::NotFound) { StoreError::BadPaginationKey } else { err })?
-                    .created_at,
+                cursor_row(self.get_batch(workspace_id, after).await)?.created_at,
             ),
         };
         let keyset = if cursor.is_some() { format!("AND (created_at, batch_call_id) {cmp} ($2, $3)") } else { String::new() };

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::paging::cursor_row;
 use super::{decode_document, encode_document, Document, Store, StoreError};
 use crate::domain::{
     AgentId, CallId, CallStatus, CallType, Direction, DisconnectionReason, WorkspaceId,
@@ -70,7 +71,7 @@ impl Store {
 
     /// The call first made with `key` within the idempotency window, if any.
     pub async fn find_idempotent_call(&self, workspace_id: &WorkspaceId, key: &str) -> Result<Option<CallRow>, StoreError> {
-        let since = self.next_created_at() - IDEMPOTENCY_WINDOW_US;
+        let since = super::now_us() - IDEMPOTENCY_WINDOW_US;
         let row = sqlx::query(&format!(
             "SELECT {CALL_COLUMNS} FROM calls
              WHERE workspace_id = $1 AND idempotency_key = $2 AND created_at > $3
@@ -150,13 +151,7 @@ impl Store {
         let cursor_created_at = match cursor {
             None => None,
             Some(call_id) => Some(
-                self.get_call(workspace_id, call_id)
-                    .await
-                    .map_err(|err| match err {
-                        StoreError::NotFound => StoreError::BadPaginationKey,
-                        other => other,
-                    })?
-                    .created_at,
+                cursor_row(self.get_call(workspace_id, call_id).await)?.created_at,
             ),
         };
         let keyset = if cursor.is_some() {

@@ -90,10 +90,7 @@ impl Store {
     /// within this store, so listings in creation order are exact even for rows created in
     /// the same microsecond.
     fn next_created_at(&self) -> i64 {
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or_default();
+        let now_us = now_us();
         // A poisoned lock only means another thread panicked mid-increment; the value is
         // still a valid lower bound.
         let mut last = self.last_created_at.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -104,6 +101,14 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Microseconds since the epoch: the clock of `created_at`.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 fn encode_document(document: &Document) -> String {

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::paging::{Page, PageRequest};
+use super::paging::{cursor_row, Page, PageRequest};
 use super::{decode_document, encode_document, Document, Store, StoreError};
 use crate::domain::{now_ms, WorkspaceId};
 
@@ -148,13 +148,7 @@ impl Store {
         let cursor = match &page.after {
             None => None,
             Some(after) => Some(
-                self.get_number(workspace_id, after)
-                    .await
-                    .map_err(|err| match err {
-                        StoreError::NotFound => StoreError::BadPaginationKey,
-                        other => other,
-                    })?
-                    .created_at,
+                cursor_row(self.get_number(workspace_id, after).await)?.created_at,
             ),
         };
         let keyset = if cursor.is_some() {

@@ -27,6 +27,14 @@ impl PageRequest {
     }
 }
 
+/// A lookup of the row a pagination key names: "not found" means the key is bad.
+pub(super) fn cursor_row<T>(lookup: Result<T, super::StoreError>) -> Result<T, super::StoreError> {
+    lookup.map_err(|err| match err {
+        super::StoreError::NotFound => super::StoreError::BadPaginationKey,
+        other => other,
+    })
+}
+
 impl<T> Page<T> {
     /// Turns `limit + 1` fetched rows into a page, using the extra row only to learn whether
     /// there are more.
