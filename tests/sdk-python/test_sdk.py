@@ -1,7 +1,11 @@
 """The official retell-sdk (unmodified) against uponai: every M1 endpoint through the SDK's
 own methods, and the error classes it raises."""
 
+import http.server
 import itertools
+import json
+import socket
+import threading
 import time
 from collections import Counter
 
@@ -9,6 +13,10 @@ import httpx
 import pytest
 import retell
 from retell import Retell
+from retell.lib.webhook_auth import verify
+from retell.types import PhoneCallResponse
+
+from conftest import KEY
 
 VOICE = "espeak-en-us-male"
 _numbers = itertools.count(100)
@@ -299,6 +307,62 @@ def test_another_workspace_sees_nothing(client, other_client, outbound):
     assert other_client.agent.list().items == []
     with pytest.raises(retell.BadRequestError):
         other_client.call.create_phone_call(from_number=number, to_number="+12125550123")
+
+
+# --- Webhooks ---------------------------------------------------------------------------
+
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    """Records each POST: (raw body text, x-retell-signature)."""
+    received = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        type(self).received.append((body, self.headers.get("x-retell-signature")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webhooks_verify_with_the_sdks_own_verify(client):
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        agent = make_agent(client, "Hooked", webhook_url=url, webhook_timeout_ms=5000)
+        number = fresh_number()
+        # A trunk refusing connections: the call fails at once and sends call_failed, call_ended, call_analyzed.
+        client.phone_number.import_(phone_number=number, termination_uri=f"127.0.0.1:{_closed_port()};transport=tcp",
+                                    outbound_agents=[{"agent_id": agent.agent_id, "weight": 1}])
+        call = client.call.create_phone_call(from_number=number, to_number="+12125550123", metadata={"crm": "42"})
+        deadline = time.monotonic() + 15
+        while len(_Hooks.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        receiver.shutdown()
+    assert len(_Hooks.received) == 3, _Hooks.received
+    for body, signature in _Hooks.received:
+        assert verify(body, KEY, signature), "retell.lib.webhook_auth.verify accepts the signature"
+        assert client.verify(body, KEY, signature), "and so does the client's verify"
+        assert not verify(body.replace("call_", "cal_", 1), KEY, signature), "a changed body fails"
+        assert not verify(body, "key_some_other_key", signature), "another key fails"
+    payloads = [json.loads(body) for body, _ in _Hooks.received]
+    assert [p["event"] for p in payloads] == ["call_failed", "call_ended", "call_analyzed"]
+    for p in payloads:
+        parsed = PhoneCallResponse.model_validate(p["call"])
+        assert parsed.call_id == call.call_id and parsed.metadata == {"crm": "42"}
+    assert payloads[0]["call"]["disconnection_reason"] == "telephony_provider_unavailable"
+    analyzed = PhoneCallResponse.model_validate(payloads[2]["call"])
+    assert analyzed.call_analysis is not None and analyzed.call_analysis.call_successful is False
+    fetched = client.call.retrieve(call.call_id)
+    assert fetched.call_analysis == analyzed.call_analysis and fetched.call_status == "not_connected"
 
 
 # --- Pacing (kept last: it adds objects to the second workspace) ------------------------

@@ -1,6 +1,8 @@
 // The official TypeScript SDK (npm retell-sdk, unmodified) against a running uponai:
-// create an agent, import a number, place a call, list calls, catch a 400.
+// create an agent, import a number, place a call, list calls, catch a 400, verify webhooks.
 // Usage: node check.mjs <base_url> <api_key>. Prints "N passed, N failed".
+import http from 'node:http';
+import net from 'node:net';
 import Retell from 'retell-sdk';
 
 const [baseURL, apiKey] = process.argv.slice(2);
@@ -69,6 +71,49 @@ await check('catch a 400', async () => {
     assert(err instanceof Retell.BadRequestError, `wrong class: ${err?.constructor?.name}`);
     assert(err.status === 400 && err.error.message.startsWith('to_number'), err.message);
   }
+});
+
+await check('webhooks verify with Retell.verify', async () => {
+  const received = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      received.push({ body, signature: req.headers['x-retell-signature'] });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const closed = net.createServer();
+  await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const deadPort = closed.address().port;
+  await new Promise((resolve) => closed.close(resolve));
+  try {
+    const llm = await client.llm.create({});
+    const hooked = await client.agent.create({
+      response_engine: { type: 'retell-llm', llm_id: llm.llm_id },
+      voice_id: 'espeak-en-us-male',
+      webhook_url: `http://127.0.0.1:${server.address().port}/hook`,
+    });
+    const from = '+14155559002';
+    // A trunk refusing connections: the call fails at once (call_failed, call_ended, call_analyzed).
+    await client.phoneNumber.import({
+      phone_number: from,
+      termination_uri: `127.0.0.1:${deadPort};transport=tcp`,
+      outbound_agents: [{ agent_id: hooked.agent_id, weight: 1 }],
+    });
+    await client.call.createPhoneCall({ from_number: from, to_number: '+12125550123' });
+    for (let i = 0; i < 150 && received.length < 3; i += 1) await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    server.close();
+  }
+  assert(received.length === 3, `got ${received.length} webhooks`);
+  for (const { body, signature } of received) {
+    assert(await Retell.verify(body, apiKey, signature), `signature rejected: ${signature}`);
+    assert(!(await Retell.verify(body + ' ', apiKey, signature)), 'a changed body must fail');
+  }
+  const names = received.map(({ body }) => JSON.parse(body).event).join(',');
+  assert(names === 'call_failed,call_ended,call_analyzed', names);
 });
 
 console.log(`${passed} passed, ${failed} failed`);

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::webhooks::RetryPolicy;
+
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_SIP: &str = "127.0.0.1:5060";
 pub const DEFAULT_DATA_DIR: &str = "uponai-data";
@@ -39,6 +41,8 @@ pub struct Settings {
     pub no_audio_timeout: Duration,
     /// How long an inbound call at the concurrency limit rings waiting for a free slot.
     pub inbound_queue: Duration,
+    /// How often and how long webhook deliveries are retried.
+    pub webhook_retry: RetryPolicy,
 }
 
 /// The config file's shape: the same names as the flags.
@@ -54,6 +58,9 @@ pub struct FileSettings {
     pub public_url: Option<String>,
     pub no_audio_timeout_secs: Option<u64>,
     pub inbound_queue_secs: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_retry_base_ms: Option<u64>,
+    pub webhook_retry_cap_ms: Option<u64>,
 }
 
 impl FileSettings {
@@ -76,6 +83,9 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub no_audio_timeout_secs: Option<u64>,
     pub inbound_queue_secs: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_retry_base_ms: Option<u64>,
+    pub webhook_retry_cap_ms: Option<u64>,
 }
 
 /// `20000-29999` → `20000..=29999`.
@@ -92,6 +102,17 @@ impl Settings {
         let default_http = DEFAULT_HTTP.parse().expect("valid default HTTP address");
         let default_sip = DEFAULT_SIP.parse().expect("valid default SIP address");
         let rtp_ports = overrides.rtp_ports.or(file.rtp_ports).unwrap_or_else(|| DEFAULT_RTP_PORTS.to_owned());
+        let default_retry = RetryPolicy::DEFAULT;
+        let webhook_retry = RetryPolicy {
+            max_attempts: overrides.webhook_max_attempts.or(file.webhook_max_attempts).unwrap_or(default_retry.max_attempts),
+            base: overrides.webhook_retry_base_ms.or(file.webhook_retry_base_ms).map_or(default_retry.base, Duration::from_millis),
+            cap: overrides.webhook_retry_cap_ms.or(file.webhook_retry_cap_ms).map_or(default_retry.cap, Duration::from_millis),
+        };
+        anyhow::ensure!(webhook_retry.max_attempts >= 1, "webhook_max_attempts must be at least 1");
+        anyhow::ensure!(
+            !webhook_retry.base.is_zero() && webhook_retry.base <= webhook_retry.cap,
+            "webhook_retry_base_ms must be above 0 and at most webhook_retry_cap_ms"
+        );
         Ok(Self {
             http: overrides.http.or(file.http).unwrap_or(default_http),
             sip: overrides.sip.or(file.sip).unwrap_or(default_sip),
@@ -106,6 +127,7 @@ impl Settings {
             inbound_queue: Duration::from_secs(
                 overrides.inbound_queue_secs.or(file.inbound_queue_secs).unwrap_or(DEFAULT_INBOUND_QUEUE_SECS),
             ),
+            webhook_retry,
         })
     }
 

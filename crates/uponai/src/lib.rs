@@ -7,6 +7,7 @@
 //! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
 //! - `dispatch`: decides when a registered outbound call is dialed.
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
+//! - `webhooks`: the events of calls' state changes, delivered from the store's outbox.
 //! - `store`: the only SQL.
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
 
@@ -18,6 +19,7 @@ pub mod startup;
 pub mod api;
 pub mod dispatch;
 pub mod calls;
+pub mod webhooks;
 pub mod store;
 pub mod domain;
 

@@ -93,6 +93,15 @@ struct ServeArgs {
     /// goes to the number's fallback_number or is refused [default: 40].
     #[arg(long, env = "UPONAI_INBOUND_QUEUE_SECS")]
     inbound_queue_secs: Option<u64>,
+    /// Webhook delivery attempts per event before it is given up (the first included) [default: 16].
+    #[arg(long, env = "UPONAI_WEBHOOK_MAX_ATTEMPTS")]
+    webhook_max_attempts: Option<u32>,
+    /// Delay before the first webhook retry; it doubles after each failure, with jitter [default: 1000].
+    #[arg(long, env = "UPONAI_WEBHOOK_RETRY_BASE_MS")]
+    webhook_retry_base_ms: Option<u64>,
+    /// Longest delay between two webhook attempts [default: 600000].
+    #[arg(long, env = "UPONAI_WEBHOOK_RETRY_CAP_MS")]
+    webhook_retry_cap_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,10 +117,15 @@ enum KeysCommand {
         /// Create a new workspace with this name and give it the key.
         #[arg(long)]
         new_workspace: Option<String>,
+        /// Make it the workspace's webhook key: webhooks are signed with it (a workspace's
+        /// first key is its webhook key anyway). Its secret is kept in the data directory.
+        #[arg(long)]
+        webhook: bool,
     },
     /// List keys (never their secrets).
     List,
-    /// Revoke a key by its id (key_…); requests with it are refused at once.
+    /// Revoke a key by its id (key_…); requests with it are refused at once. A workspace's
+    /// webhook key cannot be revoked until another key is made the webhook key.
     Revoke { key_id: String },
 }
 
@@ -136,6 +150,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 public_url: args.public_url,
                 no_audio_timeout_secs: args.no_audio_timeout_secs,
                 inbound_queue_secs: args.inbound_queue_secs,
+                webhook_max_attempts: args.webhook_max_attempts,
+                webhook_retry_base_ms: args.webhook_retry_base_ms,
+                webhook_retry_cap_ms: args.webhook_retry_cap_ms,
             };
             serve(Settings::resolve(overrides, file)?).await
         }
@@ -204,7 +221,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     match command {
-        KeysCommand::Create { name, workspace, new_workspace } => {
+        KeysCommand::Create { name, workspace, new_workspace, webhook } => {
             let workspace_id = match (workspace, new_workspace) {
                 (Some(raw), _) => {
                     let id = WorkspaceId::parse(&raw).with_context(|| format!("{raw:?} is not a workspace id"))?;
@@ -219,16 +236,26 @@ async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
             };
             let secret = generate_secret();
             let key_id = store.create_api_key(&workspace_id, &name, &secret).await?;
+            if webhook || store.webhook_secret(&workspace_id).await?.is_none() {
+                store.set_webhook_key(&workspace_id, &key_id, &secret).await?;
+            }
             println!("{key_id} workspace={workspace_id}\n{secret}");
         }
         KeysCommand::List => {
             for key in store.list_api_keys().await? {
-                let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                let mut state = if key.revoked_at.is_some() { "revoked" } else { "active" }.to_owned();
+                if store.is_webhook_key(&key.key_id).await? {
+                    state.push_str(",webhook");
+                }
                 println!("{}\t{}\t{}\t{}…\t{}", key.key_id, key.workspace_id, key.name, key.key_prefix, state);
             }
         }
         KeysCommand::Revoke { key_id } => {
             let id = KeyId::parse(&key_id).with_context(|| format!("{key_id:?} is not a key id"))?;
+            anyhow::ensure!(
+                !store.is_webhook_key(&id).await?,
+                "{key_id} is its workspace's webhook key; make another key the webhook key first (keys create --webhook)"
+            );
             store.revoke_api_key(&id).await.with_context(|| format!("revoke {key_id}"))?;
             println!("revoked {key_id}");
         }

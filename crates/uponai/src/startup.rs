@@ -13,13 +13,14 @@ use crate::calls::CallRuntime;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 pub struct App {
     http_listener: tokio::net::TcpListener,
     store: Arc<Store>,
     runtime: Arc<CallRuntime>,
     sip_incoming: tokio::sync::mpsc::Receiver<sip::Incoming>,
-    recording_links: RecordingLinks,
+    recording_links: Arc<RecordingLinks>,
     /// Set when this start created the first workspace with a generated key: shown once.
     pub bootstrap: Option<Bootstrap>,
 }
@@ -57,20 +58,23 @@ impl App {
             .await
             .with_context(|| format!("bind SIP {}", settings.sip))?;
         let store = Arc::new(store);
+        let http_addr = http_listener.local_addr().context("HTTP address")?;
+        let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let recordings_dir = settings.data_dir.join("recordings");
+        let recording_links = Arc::new(RecordingLinks::load_or_create(&settings.data_dir, base_url, recordings_dir.clone())?);
+        let webhooks = Webhooks::new(store.clone(), recording_links.clone(), settings.webhook_retry).context("webhook client")?;
         let runtime = CallRuntime::new(
             store.clone(),
+            webhooks,
             Arc::new(crate::dispatch::Admissions::default()),
             endpoint,
             media::RtpPorts::new(settings.rtp_ports.clone()),
             settings.advertised_ip(),
             settings.sip.ip(),
-            settings.data_dir.join("recordings"),
+            recordings_dir,
             settings.no_audio_timeout,
             settings.inbound_queue,
         );
-        let http_addr = http_listener.local_addr().context("HTTP address")?;
-        let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
-        let recording_links = RecordingLinks::load_or_create(&settings.data_dir, base_url, runtime.recordings_dir.clone())?;
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })
     }
 
@@ -98,12 +102,13 @@ impl App {
         }
         tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
         tokio::spawn(runtime.clone().sweep_registered());
+        let deliveries = tokio::spawn(runtime.webhooks.clone().run(runtime.shutdown.clone()));
         tracing::info!(http = %http_addr, sip = %runtime.endpoint.local_addr(), "serving");
         let state = ApiState {
             store: self.store.clone(),
             dispatcher,
             calls: runtime.clone(),
-            recording_links: Arc::new(self.recording_links),
+            recording_links: self.recording_links,
         };
         let router = api::router(state);
         axum::serve(self.http_listener, router)
@@ -116,6 +121,8 @@ impl App {
         if tokio::time::timeout(std::time::Duration::from_secs(15), runtime.tracker.wait()).await.is_err() {
             tracing::warn!("some calls did not finish within 15 s of shutdown");
         }
+        // Calls' last events are in the outbox; what is not sent now is sent after the restart.
+        let _ = deliveries.await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -130,7 +137,8 @@ async fn bootstrap(store: &Store, configured_key: Option<&str>) -> anyhow::Resul
             Some(key) => (key.to_owned(), false),
             None => (generate_secret(), true),
         };
-        store.create_api_key(&workspace_id, "bootstrap", &secret).await?;
+        let key_id = store.create_api_key(&workspace_id, "bootstrap", &secret).await?;
+        store.set_webhook_key(&workspace_id, &key_id, &secret).await?;
         return Ok(Some(Bootstrap {
             workspace_name: "default".into(),
             generated_key: generated.then_some(secret),
@@ -139,7 +147,10 @@ async fn bootstrap(store: &Store, configured_key: Option<&str>) -> anyhow::Resul
     if let Some(key) = configured_key
         && !store.api_key_exists(key).await? {
             let workspace_id = store.first_workspace().await?.context("a store with workspaces has a first one")?;
-            store.create_api_key(&workspace_id, "from UPONAI_API_KEY", key).await?;
+            let key_id = store.create_api_key(&workspace_id, "from UPONAI_API_KEY", key).await?;
+            if store.webhook_secret(&workspace_id).await?.is_none() {
+                store.set_webhook_key(&workspace_id, &key_id, key).await?;
+            }
         }
     Ok(None)
 }

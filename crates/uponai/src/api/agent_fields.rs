@@ -53,6 +53,7 @@ pub struct AgentFields {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub webhook_url: Option<Option<String>>,
+    /// Unset: `call_started`, `call_ended`, `call_analyzed` and `call_failed`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
     #[schema(value_type = Option<Vec<WebhookEvent>>, nullable)]
     pub webhook_events: Option<Option<Vec<WebhookEvent>>>,
@@ -147,6 +148,8 @@ pub enum WebhookEvent {
     CallStarted,
     CallEnded,
     CallAnalyzed,
+    /// uponai: a call that never connected (sent before its `call_ended`).
+    CallFailed,
     TranscriptUpdated,
     TransferStarted,
     TransferBridged,

@@ -14,8 +14,10 @@ use super::validate::to_document;
 use crate::domain::AgentVersionRef;
 use crate::store::{CallRow, Document};
 
-/// The call object (`PhoneCallResponse`), as Get Call and webhooks show it.
-#[derive(Debug, Serialize, ToSchema)]
+/// The call object (`PhoneCallResponse`), as Get Call and webhooks show it. Keys the SDK
+/// types know are always present (null until known), but `metadata` and dynamic variables,
+/// which are left out when the call was not given any, as the hosted API does.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct CallResponse {
     pub call_id: String,
     /// `phone_call`.
@@ -35,15 +37,10 @@ pub struct CallResponse {
     pub metadata: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retell_llm_dynamic_variables: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_sip_headers: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_timestamp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_timestamp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub disconnection_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_storage_setting: Option<String>,
@@ -55,15 +52,32 @@ pub struct CallResponse {
     #[schema(value_type = Option<Object>)]
     pub custom_attributes: Option<Value>,
     /// Mono mix (16-bit PCM WAV) at an expiring signed URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_url: Option<String>,
     /// Stereo: left the other party, right the agent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_multi_channel_url: Option<String>,
     /// The SIP Call-ID of the call's leg.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub telephony_identifier: Option<Value>,
+    /// Post-call analysis, once the call has ended (custom analysis data comes with the
+    /// voice agent).
+    #[schema(value_type = Option<Object>)]
+    pub call_analysis: Option<Value>,
+    pub transcript: Option<String>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub transcript_object: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub transcript_with_tool_calls: Option<Value>,
+    /// Latency percentiles (e2e, asr, llm, tts) once the call has ended.
+    #[schema(value_type = Option<Object>)]
+    pub latency: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub llm_token_usage: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub collected_dynamic_variables: Option<Value>,
+    /// Not metered by this install: always null.
+    #[schema(value_type = Option<Object>)]
+    pub call_cost: Option<Value>,
+    pub public_log_url: Option<String>,
     /// uponai: RTP counters and send-timing jitter of the call's media, once it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -105,6 +119,15 @@ impl CallResponse {
             recording_url: link("recording_file"),
             recording_multi_channel_url: link("recording_multi_channel_file"),
             telephony_identifier: doc.get("telephony_identifier").cloned(),
+            call_analysis: doc.get("call_analysis").cloned(),
+            transcript: text("transcript"),
+            transcript_object: doc.get("transcript_object").cloned(),
+            transcript_with_tool_calls: doc.get("transcript_with_tool_calls").cloned(),
+            latency: doc.get("latency").cloned(),
+            llm_token_usage: doc.get("llm_token_usage").cloned(),
+            collected_dynamic_variables: doc.get("collected_dynamic_variables").cloned(),
+            call_cost: None,
+            public_log_url: None,
             media_stats: doc.get("media_stats").cloned(),
         }
     }

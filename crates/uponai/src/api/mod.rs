@@ -30,6 +30,7 @@ mod recordings;
 mod uponai;
 mod validate;
 mod voices;
+mod webhooks;
 mod workspace;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 pub use error::{ApiError, ErrorBody};
+pub use call_view::CallResponse;
 pub use recordings::RecordingLinks;
 pub use voices::DEFAULT_VOICE_ID;
 
@@ -114,6 +116,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/create-batch-call", post(batches::create_batch_call))
         .route("/get-batch-call/{batch_call_id}", get(batches::get_batch_call))
         .route("/v2/list-batch-calls", get(batches::list_batch_calls))
+        .route("/list-call-webhooks/{call_id}", get(webhooks::list_call_webhooks))
+        .route("/redeliver-webhook/{event_id}", post(webhooks::redeliver_webhook))
         .route("/recordings/{file}", get(recordings::download))
         .route("/openapi.json", get(openapi::serve))
         .route("/health", get(|| async { "ok" }))

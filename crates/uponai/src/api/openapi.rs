@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, batches, calls, llms, numbers, recordings, uponai, voices, workspace};
+use super::{agents, batches, calls, llms, numbers, recordings, uponai, voices, webhooks, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{agents, batches, calls, llms, numbers, recordings, uponai, voices, w
         calls::update_call, calls::delete_call, calls::stop_call,
         uponai::initiate_call, recordings::download,
         batches::create_batch_call, batches::get_batch_call, batches::list_batch_calls,
+        webhooks::list_call_webhooks, webhooks::redeliver_webhook,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

@@ -82,6 +82,12 @@ pub struct WorkspaceSettings {
     /// Simultaneous calls, both directions (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_limit: Option<u32>,
+    /// Where the events of calls whose agent has no `webhook_url` go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Timeout of each delivery attempt to `webhook_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -97,6 +103,13 @@ pub struct UpdateWorkspaceSettings {
     pub cps_config: Option<CpsConfig>,
     /// 1 to 10,000.
     pub concurrency_limit: Option<u32>,
+    /// An http(s) URL for the workspace's webhook events; `null` removes it. An agent's own
+    /// `webhook_url` replaces it for that agent's calls.
+    #[serde(default, with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub webhook_url: Option<Option<String>>,
+    /// 1,000 to 300,000 (default 10,000).
+    pub webhook_timeout_ms: Option<i64>,
 }
 
 /// A provider trunk as shown: the password only as a flag.
@@ -117,6 +130,8 @@ pub struct WorkspaceSettingsResponse {
     /// The limits in force (defaults filled in).
     pub cps_config: CpsLimits,
     pub concurrency_limit: u32,
+    pub webhook_url: Option<String>,
+    pub webhook_timeout_ms: i64,
 }
 
 /// CPS in force per provider and the most each may be set to now.
@@ -220,6 +235,8 @@ fn response(workspace_id: &WorkspaceId, settings: WorkspaceSettings) -> ApiResul
             custom_max: CpsProvider::Custom.max_cps(limits.concurrency),
         },
         concurrency_limit: limits.concurrency,
+        webhook_timeout_ms: settings.webhook_timeout_ms.unwrap_or(crate::webhooks::DEFAULT_TIMEOUT_MS),
+        webhook_url: settings.webhook_url,
     })
 }
 
@@ -281,6 +298,16 @@ pub async fn update_settings(
     }
     if let Some(limit) = update.concurrency_limit {
         settings.concurrency_limit = Some(limit);
+    }
+    if let Some(webhook_url) = update.webhook_url {
+        if let Some(raw) = &webhook_url {
+            super::validate::url("webhook_url", raw, &["http", "https"])?;
+        }
+        settings.webhook_url = webhook_url;
+    }
+    if let Some(timeout) = update.webhook_timeout_ms {
+        super::validate::range_i64("webhook_timeout_ms", Some(timeout), 1_000, 300_000)?;
+        settings.webhook_timeout_ms = Some(timeout);
     }
     check_limits(&settings)?;
     state

@@ -184,7 +184,8 @@ async fn accept(
     ok.headers.push("Content-Type", "application/sdp");
     ok.body = answer_sdp.clone().into_bytes();
     tx.respond(ok).await;
-    let _ = rt.store.mark_call_ongoing(&call.call_id, now_ms()).await;
+    let identifier = json!({"sip_call_id": invite.call_id()});
+    rt.mark_ongoing(workspace_id, &call.call_id, Document::from_iter([("telephony_identifier".to_owned(), identifier)])).await;
     tracing::info!(%workspace_id, call_id = %call.call_id, from = %call.from_number, "call.answered");
 
     // Replies go back where the INVITE came from (that is the trunk, or its connection).

@@ -190,7 +190,8 @@ async fn dial(
             return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
         }
     };
-    let _ = rt.store.mark_call_ongoing(&call.call_id, now_ms()).await;
+    let identifier = json!({"sip_call_id": sip_call_id});
+    rt.mark_ongoing(workspace_id, &call.call_id, Document::from_iter([("telephony_identifier".to_owned(), identifier)])).await;
     tracing::info!(call_id = %call.call_id, codec = params.codec.name(), "call.answered");
     let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;

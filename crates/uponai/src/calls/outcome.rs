@@ -52,6 +52,19 @@ pub fn status_after_connect(reason: DisconnectionReason) -> CallStatus {
     }
 }
 
+/// The post-call analysis every ended call gets now: what the ending itself tells. Summary,
+/// sentiment and success judged from the conversation come with the voice agent.
+pub fn basic_analysis(status: CallStatus, reason: DisconnectionReason) -> serde_json::Value {
+    let never_connected = status == CallStatus::NotConnected;
+    serde_json::json!({
+        "call_summary": null,
+        "in_voicemail": reason == DisconnectionReason::VoicemailReached,
+        "user_sentiment": "Unknown",
+        "call_successful": if never_connected { serde_json::Value::Bool(false) } else { serde_json::Value::Null },
+        "custom_analysis_data": {},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

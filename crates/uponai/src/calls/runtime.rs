@@ -14,9 +14,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::{now_ms, CallId, CallStatus, DisconnectionReason, WorkspaceId};
 use crate::store::{CallEnd, CallRow, Document, Store};
+use crate::webhooks::{Transition, Webhooks};
 
 pub struct CallRuntime {
     pub store: Arc<Store>,
+    /// Plans the events of every state change, written with it; wakes their delivery.
+    pub webhooks: Arc<Webhooks>,
     /// Concurrency slots and the CPS pacer.
     pub admissions: Arc<crate::dispatch::Admissions>,
     pub endpoint: sip::Endpoint,
@@ -70,6 +73,7 @@ impl CallRuntime {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
+        webhooks: Arc<Webhooks>,
         admissions: Arc<crate::dispatch::Admissions>,
         endpoint: sip::Endpoint,
         rtp_ports: media::RtpPorts,
@@ -81,6 +85,7 @@ impl CallRuntime {
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            webhooks,
             admissions,
             endpoint,
             rtp_ports,
@@ -151,11 +156,30 @@ impl CallRuntime {
         }
     }
 
-    /// Ends a call once, logging the outcome with the same words the API uses.
-    pub async fn end(&self, workspace_id: &WorkspaceId, call_id: &CallId, status: CallStatus, reason: DisconnectionReason, patch: Document) {
+    /// Marks a call answered (with `patch` merged into its document) and queues its
+    /// `call_started` in the same transaction.
+    pub async fn mark_ongoing(&self, workspace_id: &WorkspaceId, call_id: &CallId, patch: Document) {
+        let planner = self.webhooks.planner(workspace_id).await;
+        let plan = move |call: &CallRow| planner.plan(Transition::Started, call);
+        match self.store.mark_call_ongoing(call_id, now_ms(), patch, &plan).await {
+            Ok(true) => self.webhooks.wake(),
+            Ok(false) => tracing::debug!(%call_id, "answered call was no longer registered"),
+            Err(err) => tracing::error!(%call_id, error = %err, "could not record that a call was answered"),
+        }
+    }
+
+    /// Ends a call once, with its basic analysis and its events, logging the outcome with the
+    /// same words the API uses.
+    pub async fn end(&self, workspace_id: &WorkspaceId, call_id: &CallId, status: CallStatus, reason: DisconnectionReason, mut patch: Document) {
+        patch.entry("call_analysis").or_insert_with(|| super::outcome::basic_analysis(status, reason));
         let end = CallEnd { status, reason, end_timestamp: now_ms(), document_patch: patch };
-        match self.store.end_call(call_id, &end).await {
-            Ok(true) => tracing::info!(%workspace_id, %call_id, status = status.as_str(), reason = reason.as_str(), "call.ended"),
+        let planner = self.webhooks.planner(workspace_id).await;
+        let plan = move |call: &CallRow| planner.plan(Transition::Ended, call);
+        match self.store.end_call(call_id, &end, &plan).await {
+            Ok(true) => {
+                self.webhooks.wake();
+                tracing::info!(%workspace_id, %call_id, status = status.as_str(), reason = reason.as_str(), "call.ended");
+            }
             Ok(false) => tracing::debug!(%call_id, "call had already ended"),
             Err(err) => tracing::error!(%call_id, error = %err, "could not record the end of a call"),
         }

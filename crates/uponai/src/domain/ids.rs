@@ -47,7 +47,7 @@ id_type!(
     "ws_"
 );
 id_type!(
-    /// An API key's public id (the secret itself is never stored).
+    /// An API key's public id. Secrets are stored hashed, but for the workspace's webhook key.
     KeyId,
     "key_"
 );
@@ -65,6 +65,11 @@ id_type!(
     /// A call, inbound or outbound.
     CallId,
     "call_"
+);
+id_type!(
+    /// A webhook event: the same on every delivery attempt, for receivers to de-duplicate.
+    EventId,
+    "evt_"
 );
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod version;
 pub mod weights;
 
 pub use call::{CallStatus, CallType, Direction, DisconnectionReason};
-pub use ids::{AgentId, CallId, KeyId, LlmId, WorkspaceId};
+pub use ids::{AgentId, CallId, EventId, KeyId, LlmId, WorkspaceId};
 pub use phone::{DialString, E164};
 pub use trunk::{TerminationUri, Transport};
 pub use version::AgentVersionRef;

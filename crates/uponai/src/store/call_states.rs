@@ -5,6 +5,7 @@
 use sqlx::Row;
 
 use super::calls::{call_from_row, CALL_COLUMNS};
+use super::webhooks::NewWebhook;
 use super::{encode_document, CallRow, Document, Store, StoreError};
 use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId};
 
@@ -16,6 +17,19 @@ pub struct CallEnd {
     pub end_timestamp: i64,
     /// Merged into the call's document (recording files, telephony identifiers).
     pub document_patch: Document,
+}
+
+/// The webhook events a state change queues, given the call as it is after the change.
+pub type EventPlan<'a> = &'a (dyn Fn(&CallRow) -> Vec<NewWebhook> + Send + Sync);
+
+/// A call and its workspace, read inside a write transaction.
+async fn call_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, call_id: &CallId) -> Result<(WorkspaceId, CallRow), StoreError> {
+    let row = sqlx::query(&format!("SELECT workspace_id, {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
+        .bind(call_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?))
 }
 
 impl Store {
@@ -44,35 +58,55 @@ impl Store {
         Ok(())
     }
 
-    /// registered → ongoing. `false` if the call was not registered any more.
-    pub async fn mark_call_ongoing(&self, call_id: &CallId, start_timestamp: i64) -> Result<bool, StoreError> {
+    /// registered → ongoing, with `document_patch` merged into the call's document and the
+    /// events `plan` asks for queued in the same transaction. `false` if the call was not
+    /// registered any more.
+    pub async fn mark_call_ongoing(
+        &self,
+        call_id: &CallId,
+        start_timestamp: i64,
+        document_patch: Document,
+        plan: EventPlan<'_>,
+    ) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
-        let result = sqlx::query(
-            "UPDATE calls SET call_status = 'ongoing', start_timestamp = $2
+        let mut tx = self.pool.begin().await?;
+        let (workspace_id, mut call) = call_in(&mut tx, call_id).await?;
+        if call.call_status != CallStatus::Registered {
+            return Ok(false);
+        }
+        call.call_status = CallStatus::Ongoing;
+        call.start_timestamp = Some(start_timestamp);
+        call.document.extend(document_patch);
+        sqlx::query(
+            "UPDATE calls SET call_status = 'ongoing', start_timestamp = $2, document = $3
              WHERE call_id = $1 AND call_status = 'registered'",
         )
         .bind(call_id.as_str())
         .bind(start_timestamp)
-        .execute(&self.pool)
+        .bind(encode_document(&call.document))
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected() == 1)
+        self.insert_webhooks(&mut tx, &workspace_id, call_id, &plan(&call), start_timestamp).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Ends a call that is registered or ongoing; `false` if it had already ended.
-    pub async fn end_call(&self, call_id: &CallId, end: &CallEnd) -> Result<bool, StoreError> {
+    /// Ends a call that is registered or ongoing, queueing the events `plan` asks for in the
+    /// same transaction; `false` if it had already ended.
+    pub async fn end_call(&self, call_id: &CallId, end: &CallEnd, plan: EventPlan<'_>) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
-        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
-            .bind(call_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let mut call = call_from_row(&row)?;
+        let mut tx = self.pool.begin().await?;
+        let (workspace_id, mut call) = call_in(&mut tx, call_id).await?;
         if !matches!(call.call_status, CallStatus::Registered | CallStatus::Ongoing) {
             return Ok(false);
         }
         call.document.extend(end.document_patch.clone());
         let duration = call.start_timestamp.map(|start| (end.end_timestamp - start).max(0)).unwrap_or(0);
-        let result = sqlx::query(
+        call.call_status = end.status;
+        call.disconnection_reason = Some(end.reason);
+        call.end_timestamp = Some(end.end_timestamp);
+        call.duration_ms = Some(duration);
+        sqlx::query(
             "UPDATE calls SET call_status = $2, disconnection_reason = $3, end_timestamp = $4,
                  duration_ms = $5, document = $6
              WHERE call_id = $1 AND call_status IN ('registered', 'ongoing')",
@@ -83,9 +117,11 @@ impl Store {
         .bind(end.end_timestamp)
         .bind(duration)
         .bind(encode_document(&call.document))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected() == 1)
+        self.insert_webhooks(&mut tx, &workspace_id, call_id, &plan(&call), end.end_timestamp).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A call of any workspace, with its workspace: for SIP requests, which carry no key.

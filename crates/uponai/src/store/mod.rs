@@ -1,7 +1,8 @@
 //! The store: the only module that writes SQL.
 //!
 //! Layout: `workspaces` (tenants and API keys), `versioned` (agents and Retell LLMs, both
-//! versioned documents), `numbers`, `calls`; one file per table group, all as `impl Store`
+//! versioned documents), `numbers`, `calls`, `call_states`, `batches`, `webhooks` (the
+//! outbox and the webhook key); one file per table group, all as `impl Store`
 //! blocks. Configuration documents (an agent version's
 //! settings, a number's bindings, a call's per-call data) are JSON objects the store keeps as
 //! text without interpreting them; the `api` layer validated them before they got here.
@@ -15,6 +16,7 @@ mod calls;
 mod numbers;
 mod paging;
 mod versioned;
+mod webhooks;
 mod workspaces;
 
 use std::path::Path;
@@ -27,11 +29,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use batches::{BatchProgress, BatchRow, TaskRow};
-pub use call_states::CallEnd;
+pub use call_states::{CallEnd, EventPlan};
 pub use calls::CallRow;
 pub use numbers::{NumberRow, PasswordChange};
 pub use paging::{Page, PageRequest};
 pub use versioned::{VersionRow, Versioned, AGENTS, LLMS};
+pub use webhooks::{AfterAttempt, AttemptRecord, AttemptRow, DeliveryState, NewWebhook, WebhookRow};
 pub use workspaces::{ApiKeyRow, AuthenticatedKey};
 
 /// A JSON object as stored in a `document` column.

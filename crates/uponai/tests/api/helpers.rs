@@ -46,6 +46,12 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         public_url: None,
         no_audio_timeout: std::time::Duration::from_secs(30),
         inbound_queue: std::time::Duration::from_secs(2),
+        // Fast retries, so tests of a failing receiver finish in seconds.
+        webhook_retry: uponai::webhooks::RetryPolicy {
+            max_attempts: 16,
+            base: std::time::Duration::from_millis(200),
+            cap: std::time::Duration::from_millis(1000),
+        },
         // Tests place many calls at once; the default CPS of 1 is raised per test where
         // pacing is what is being tested.
     };
@@ -173,5 +179,55 @@ impl TestApp {
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body
+    }
+}
+
+/// The server as a real process, so that it can be killed with SIGKILL.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts `uponai serve` on `data_dir` with `extra_args`, and waits until it listens.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
+            .args(["serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0", "--rtp-ports", "21000-21999"])
+            .args(extra_args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("UPONAI_API_KEY", KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("uponai runs");
+        let stdout = child.stdout.take().unwrap();
+        let mut url = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("uponai listening on ") {
+                url = rest.split_whitespace().next().unwrap().to_owned();
+                break;
+            }
+        }
+        Self { child, url }
+    }
+
+    /// A request with the bootstrap key; the JSON reply (`Null` when empty).
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url)).bearer_auth(KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let text = request.send().await.unwrap().text().await.unwrap();
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }

@@ -12,3 +12,4 @@ mod limits;
 mod llms;
 mod numbers;
 mod persistence;
+mod webhooks;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, ServerProcess};
 use crate::sipp::{agent_with, Sipp, Transport};
 
 fn busiest_second(times: &[f64]) -> usize {
@@ -85,42 +85,12 @@ async fn a_batch_outside_its_calling_window_waits() {
     assert!(sipp.stop_and_read_invites().await.is_empty(), "nothing dialed outside the window");
 }
 
-/// The server as a real process, so that it can be killed with SIGKILL.
-struct Server {
-    child: std::process::Child,
-    url: String,
+fn start_server(data_dir: &std::path::Path) -> ServerProcess {
+    ServerProcess::start(data_dir, &[])
 }
 
-fn start_server(data_dir: &std::path::Path) -> Server {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
-        .args(["serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0", "--rtp-ports", "21000-21999"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("UPONAI_API_KEY", crate::helpers::KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("uponai runs");
-    let stdout = child.stdout.take().unwrap();
-    let mut url = String::new();
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("uponai listening on ") {
-            url = rest.split_whitespace().next().unwrap().to_owned();
-            break;
-        }
-    }
-    Server { child, url }
-}
-
-async fn api(server: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url)).bearer_auth(crate::helpers::KEY);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap().json().await.unwrap()
+async fn api(server: &ServerProcess, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    server.api(method, path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,8 +107,7 @@ async fn a_batch_survives_kill_9_without_dialing_any_task_twice() {
     let id = batch["batch_call_id"].as_str().unwrap().to_owned();
 
     tokio::time::sleep(Duration::from_secs(4)).await;
-    server.child.kill().unwrap(); // SIGKILL: no shutdown, no cleanup.
-    server.child.wait().unwrap();
+    server.kill_9();
     let server = start_server(dir.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {

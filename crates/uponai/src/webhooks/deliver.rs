@@ -1,0 +1,163 @@
+//! Sends due outbox events: one attempt per event at a time, many events at once, a call's
+//! events one after another (the store only ever hands out the oldest pending event of a
+//! call). Every attempt has the target's timeout; its result and the event's next state are
+//! recorded together, so a crash before that sends the event again: at least once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use super::sign::{signature, SIGNATURE_HEADER};
+use super::Webhooks;
+use crate::domain::{now_ms, EventId};
+use crate::store::{AfterAttempt, AttemptRecord, StoreError, WebhookRow};
+
+/// Carries the event's id, the same on every attempt, for receivers to de-duplicate.
+pub const EVENT_ID_HEADER: &str = "x-uponai-event-id";
+/// The event's name, so receivers can route before parsing.
+const EVENT_HEADER: &str = "x-uponai-event";
+/// 1 for the first attempt.
+const ATTEMPT_HEADER: &str = "x-uponai-delivery-attempt";
+
+/// How often the outbox is looked at when nothing wakes the deliverer.
+pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Attempts in flight at once, across all targets.
+const MAX_IN_FLIGHT: usize = 32;
+
+pub struct Deliverer {
+    webhooks: Arc<Webhooks>,
+    /// Events with an attempt in flight: still pending in the store, so never started twice.
+    in_flight: Arc<Mutex<HashSet<EventId>>>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+/// Removes an event from the in-flight set when its attempt task ends, however it ends.
+struct InFlight {
+    set: Arc<Mutex<HashSet<EventId>>>,
+    event_id: EventId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.event_id);
+    }
+}
+
+impl Deliverer {
+    pub fn new(webhooks: Arc<Webhooks>) -> Self {
+        Self {
+            webhooks,
+            in_flight: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Starts an attempt for every event due at `now_ms` that has none in flight, as far as
+    /// free slots allow; returns how many were started.
+    pub async fn try_run_once(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let busy = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let due = self.webhooks.store.due_webhooks(now_ms, i64::try_from(free + busy).unwrap_or(i64::MAX)).await?;
+        let mut started = 0;
+        for event in due {
+            {
+                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if !in_flight.insert(event.event_id.clone()) {
+                    continue;
+                }
+            }
+            let guard = InFlight { set: self.in_flight.clone(), event_id: event.event_id.clone() };
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+            let webhooks = self.webhooks.clone();
+            self.tracker.spawn(async move {
+                let _permit = permit;
+                let _guard = guard;
+                attempt(&webhooks, event).await;
+                webhooks.wake();
+            });
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    /// Waits up to `grace` for attempts in flight.
+    pub async fn drain(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("webhook attempts still in flight at shutdown; they are sent again after the restart");
+        }
+    }
+}
+
+/// One attempt: sign, send with the timeout, record the outcome and what comes next.
+async fn attempt(webhooks: &Webhooks, event: WebhookRow) {
+    let secret = match webhooks.store.webhook_secret(&event.workspace_id).await {
+        Ok(secret) => secret,
+        Err(err) => {
+            tracing::warn!(event_id = %event.event_id, error = %err, "could not read the webhook key");
+            return;
+        }
+    };
+    let number = event.attempts + 1;
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let mut request = webhooks
+        .client
+        .post(&event.url)
+        .timeout(Duration::from_millis(u64::try_from(event.timeout_ms).unwrap_or(super::DEFAULT_TIMEOUT_MS as u64)))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(EVENT_ID_HEADER, event.event_id.as_str())
+        .header(EVENT_HEADER, &event.event)
+        .header(ATTEMPT_HEADER, number.to_string());
+    match &secret {
+        // Signed at send time: receivers reject signatures older than five minutes.
+        Some(key) => request = request.header(SIGNATURE_HEADER, signature(&event.body, key, now_ms())),
+        None => tracing::warn!(workspace_id = %event.workspace_id, "workspace has no webhook key: sending unsigned"),
+    }
+    let result = request.body(event.body.clone()).send().await;
+    let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let (status_code, error) = match result {
+        Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
+        Ok(response) => (Some(response.status().as_u16()), Some(format!("answered {}", response.status()))),
+        Err(err) if err.is_timeout() => (None, Some(format!("no answer within {} ms", event.timeout_ms))),
+        Err(err) if err.is_connect() => (None, Some(format!("could not connect: {}", root_cause(&err)))),
+        Err(err) => (None, Some(root_cause(&err))),
+    };
+    let series = u32::try_from(event.series_attempts + 1).unwrap_or(u32::MAX);
+    let next = if error.is_none() {
+        AfterAttempt::Delivered
+    } else {
+        match webhooks.policy.next_delay(series, rand::rng().random::<f64>()) {
+            Some(delay) => AfterAttempt::RetryAt(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)),
+            None => AfterAttempt::GiveUp,
+        }
+    };
+    let fields = (event.event_id.as_str(), event.call_id.as_str(), event.event.as_str());
+    match (&next, &error) {
+        (AfterAttempt::Delivered, _) => tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, "webhook.delivered"),
+        (AfterAttempt::RetryAt(at), Some(why)) => tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, retry_in_ms = at - now_ms(), error = %why, "webhook.retry"),
+        (_, why) => tracing::warn!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, error = ?why, "webhook.failed"),
+    }
+    let record = AttemptRecord { event_id: event.event_id.clone(), started_at, duration_ms, status_code, error, next };
+    if let Err(err) = webhooks.store.record_webhook_attempt(&record).await {
+        tracing::warn!(event_id = %event.event_id, error = %err, "could not record a webhook attempt; it will be sent again");
+    }
+}
+
+/// The innermost error's message: reqwest's own top level only says "error sending request".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
