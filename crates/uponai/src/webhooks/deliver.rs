@@ -30,21 +30,33 @@ const MAX_IN_FLIGHT: usize = 32;
 
 pub struct Deliverer {
     webhooks: Arc<Webhooks>,
-    /// Events with an attempt in flight: still pending in the store, so never started twice.
-    in_flight: Arc<Mutex<HashSet<EventId>>>,
+    in_flight: Arc<Mutex<Flights>>,
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
 }
 
-/// Removes an event from the in-flight set when its attempt task ends, however it ends.
+/// Which events have an attempt under way, and which finished one since the outbox was last
+/// read. An event in either set is not started: a read taken before an attempt recorded its
+/// result may still show the event pending, and starting it again would send a delivered
+/// event twice.
+#[derive(Default)]
+struct Flights {
+    running: HashSet<EventId>,
+    finished_since_read: HashSet<EventId>,
+}
+
+/// Moves an event from running to finished when its attempt task ends (after the attempt
+/// was recorded), however it ends.
 struct InFlight {
-    set: Arc<Mutex<HashSet<EventId>>>,
+    flights: Arc<Mutex<Flights>>,
     event_id: EventId,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.event_id);
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        flights.running.remove(&self.event_id);
+        flights.finished_since_read.insert(self.event_id.clone());
     }
 }
 
@@ -65,23 +77,31 @@ impl Deliverer {
         if free == 0 {
             return Ok(0);
         }
-        let busy = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let busy = {
+            // Attempts finished before this read are in what it returns.
+            let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            flights.finished_since_read.clear();
+            flights.running.len()
+        };
         let due = self.webhooks.store.due_webhooks(now_ms, i64::try_from(free + busy).unwrap_or(i64::MAX)).await?;
         let mut started = 0;
         for event in due {
             {
-                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if !in_flight.insert(event.event_id.clone()) {
+                let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if flights.finished_since_read.contains(&event.event_id) || !flights.running.insert(event.event_id.clone()) {
                     continue;
                 }
             }
-            let guard = InFlight { set: self.in_flight.clone(), event_id: event.event_id.clone() };
+            let guard = InFlight { flights: self.in_flight.clone(), event_id: event.event_id.clone() };
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
             let webhooks = self.webhooks.clone();
             self.tracker.spawn(async move {
                 let _permit = permit;
-                let _guard = guard;
-                attempt(&webhooks, event).await;
+                let Some(record) = attempt(&webhooks, &event).await else { return };
+                if let Err(err) = webhooks.store.record_webhook_attempt(&record).await {
+                    tracing::warn!(event_id = %event.event_id, error = %err, "could not record a webhook attempt; it will be sent again");
+                }
+                drop(guard);
                 webhooks.wake();
             });
             started += 1;
@@ -98,13 +118,13 @@ impl Deliverer {
     }
 }
 
-/// One attempt: sign, send with the timeout, record the outcome and what comes next.
-async fn attempt(webhooks: &Webhooks, event: WebhookRow) {
+/// One attempt: sign, send with the timeout; its outcome and what comes next, to record.
+async fn attempt(webhooks: &Webhooks, event: &WebhookRow) -> Option<AttemptRecord> {
     let secret = match webhooks.store.webhook_secret(&event.workspace_id).await {
         Ok(secret) => secret,
         Err(err) => {
             tracing::warn!(event_id = %event.event_id, error = %err, "could not read the webhook key");
-            return;
+            return None;
         }
     };
     let number = event.attempts + 1;
@@ -147,10 +167,7 @@ async fn attempt(webhooks: &Webhooks, event: WebhookRow) {
         (AfterAttempt::RetryAt(at), Some(why)) => tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, retry_in_ms = at - now_ms(), error = %why, "webhook.retry"),
         (_, why) => tracing::warn!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, error = ?why, "webhook.failed"),
     }
-    let record = AttemptRecord { event_id: event.event_id.clone(), started_at, duration_ms, status_code, error, next };
-    if let Err(err) = webhooks.store.record_webhook_attempt(&record).await {
-        tracing::warn!(event_id = %event.event_id, error = %err, "could not record a webhook attempt; it will be sent again");
-    }
+    Some(AttemptRecord { event_id: event.event_id.clone(), started_at, duration_ms, status_code, error, next })
 }
 
 /// The innermost error's message: reqwest's own top level only says "error sending request".

@@ -138,7 +138,10 @@ async fn events_wait_for_a_receiver_that_is_down_and_then_arrive_in_order_per_ca
     }
 
     let receiver = Receiver::start_on(port, Answer::Ok).await;
-    let received = receiver.wait_for(Duration::from_secs(15), |r| r.len() >= 15).await;
+    receiver.wait_for(Duration::from_secs(15), |r| r.len() >= 15).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 15, "a delivered event is not sent again: {:?}", events(&received));
     for call_id in &calls {
         assert_eq!(events_of(&received, call_id), FAILED, "{call_id}");
         assert!(deliveries(&app, call_id).await.iter().all(|d| d["status"] == "delivered"));
