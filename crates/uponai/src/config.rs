@@ -45,7 +45,8 @@ pub struct Settings {
     pub webhook_retry: RetryPolicy,
 }
 
-/// The config file's shape: the same names as the flags.
+/// One layer of optional settings: the config file's shape (the same names as the flags),
+/// and what the command line and the environment give (`Overrides`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
@@ -71,22 +72,9 @@ impl FileSettings {
     }
 }
 
-/// Values given on the command line or in the environment (clap merges those two).
-#[derive(Debug, Default)]
-pub struct Overrides {
-    pub http: Option<SocketAddr>,
-    pub sip: Option<SocketAddr>,
-    pub data_dir: Option<PathBuf>,
-    pub api_key: Option<String>,
-    pub rtp_ports: Option<String>,
-    pub external_ip: Option<IpAddr>,
-    pub public_url: Option<String>,
-    pub no_audio_timeout_secs: Option<u64>,
-    pub inbound_queue_secs: Option<u64>,
-    pub webhook_max_attempts: Option<u32>,
-    pub webhook_retry_base_ms: Option<u64>,
-    pub webhook_retry_cap_ms: Option<u64>,
-}
+/// Values given on the command line or in the environment (clap merges those two): the same
+/// layer of optional values as the config file, one field per option.
+pub type Overrides = FileSettings;
 
 /// `20000-29999` → `20000..=29999`.
 pub fn parse_port_range(raw: &str) -> anyhow::Result<RangeInclusive<u16>> {

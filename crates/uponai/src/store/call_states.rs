@@ -22,14 +22,17 @@ pub struct CallEnd {
 /// The webhook events a state change queues, given the call as it is after the change.
 pub type EventPlan<'a> = &'a (dyn Fn(&CallRow) -> Vec<NewWebhook> + Send + Sync);
 
-/// A call and its workspace, read inside a write transaction.
-async fn call_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, call_id: &CallId) -> Result<(WorkspaceId, CallRow), StoreError> {
+/// A call and its workspace, read through `executor` (the pool, or a write transaction).
+async fn call_with_workspace<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    call_id: &CallId,
+) -> Result<Option<(WorkspaceId, CallRow)>, StoreError> {
     let row = sqlx::query(&format!("SELECT workspace_id, {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
         .bind(call_id.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?))
+        .fetch_optional(executor)
+        .await?;
+    row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?)))
+        .transpose()
 }
 
 impl Store {
@@ -70,7 +73,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let (workspace_id, mut call) = call_in(&mut tx, call_id).await?;
+        let (workspace_id, mut call) = call_with_workspace(&mut *tx, call_id).await?.ok_or(StoreError::NotFound)?;
         if call.call_status != CallStatus::Registered {
             return Ok(false);
         }
@@ -96,7 +99,7 @@ impl Store {
     pub async fn end_call(&self, call_id: &CallId, end: &CallEnd, plan: EventPlan<'_>) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let (workspace_id, mut call) = call_in(&mut tx, call_id).await?;
+        let (workspace_id, mut call) = call_with_workspace(&mut *tx, call_id).await?.ok_or(StoreError::NotFound)?;
         if !matches!(call.call_status, CallStatus::Registered | CallStatus::Ongoing) {
             return Ok(false);
         }
@@ -126,12 +129,7 @@ impl Store {
 
     /// A call of any workspace, with its workspace: for SIP requests, which carry no key.
     pub async fn find_call_any_workspace(&self, call_id: &CallId) -> Result<Option<(WorkspaceId, CallRow)>, StoreError> {
-        let row = sqlx::query(&format!("SELECT workspace_id, {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
-            .bind(call_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?)))
-            .transpose()
+        call_with_workspace(&self.pool, call_id).await
     }
 
     /// Calls left in flight by a previous run: `(workspace, call, was_dispatched)` for every
