@@ -103,8 +103,7 @@ impl JitterBuffer {
                 n_filled += 1;
             }
         }
-        let consumed: Vec<i64> =
-            self.packets.iter().filter(|(p, s)| **p + s.len() as i64 <= end).map(|(p, _)| *p).collect();
+        let consumed: Vec<i64> = self.packets.iter().filter(|(p, s)| **p + s.len() as i64 <= end).map(|(p, _)| *p).collect();
         for position in consumed {
             if let Some(samples) = self.packets.remove(&position) {
                 self.n_buffered -= samples.len();

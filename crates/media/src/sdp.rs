@@ -128,9 +128,10 @@ pub fn negotiate(remote: &str, accept: &[Codec]) -> Result<MediaParams, SdpError
             "a" if in_audio => {
                 if let Some(map) = value.strip_prefix("rtpmap:")
                     && let Some((pt, encoding)) = map.split_once(' ')
-                        && let Ok(pt) = pt.parse() {
-                            rtpmaps.push((pt, encoding.to_ascii_lowercase()));
-                        }
+                    && let Ok(pt) = pt.parse()
+                {
+                    rtpmaps.push((pt, encoding.to_ascii_lowercase()));
+                }
             }
             _ => {}
         }
@@ -153,10 +154,7 @@ pub fn negotiate(remote: &str, accept: &[Codec]) -> Result<MediaParams, SdpError
             accept.contains(&codec).then_some((codec, *pt))
         })
         .ok_or(SdpError::NoCommonCodec)?;
-    let dtmf_payload_type = formats
-        .iter()
-        .copied()
-        .find(|pt| encoding_of(*pt).is_some_and(|e| e.starts_with("telephone-event/8000")));
+    let dtmf_payload_type = formats.iter().copied().find(|pt| encoding_of(*pt).is_some_and(|e| e.starts_with("telephone-event/8000")));
     Ok(MediaParams { remote: SocketAddr::new(ip, port), codec, payload_type, dtmf_payload_type })
 }
 
@@ -177,7 +175,10 @@ t=0 0\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 tele
     fn an_answer_picks_the_first_offered_codec_we_speak() {
         let local: SocketAddr = "127.0.0.1:20000".parse().unwrap();
         let (sdp, params) = answer(SIPP_OFFER, local, 1).unwrap();
-        assert_eq!(params, MediaParams { remote: "127.0.0.1:6000".parse().unwrap(), codec: Codec::Pcma, payload_type: 8, dtmf_payload_type: Some(101) });
+        assert_eq!(
+            params,
+            MediaParams { remote: "127.0.0.1:6000".parse().unwrap(), codec: Codec::Pcma, payload_type: 8, dtmf_payload_type: Some(101) }
+        );
         assert!(sdp.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{sdp}");
         assert!(sdp.contains("c=IN IP4 127.0.0.1"));
     }

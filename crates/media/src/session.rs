@@ -271,9 +271,10 @@ async fn run(
         }
     }
     if let Some(rec) = recorder
-        && let Err(err) = rec.stereo.finish().and_then(|()| rec.mono.finish()) {
-            tracing::warn!(error = %err, "could not finish recording");
-        }
+        && let Err(err) = rec.stereo.finish().and_then(|()| rec.mono.finish())
+    {
+        tracing::warn!(error = %err, "could not finish recording");
+    }
     stats.n_received = jitter.n_received;
     stats.n_lost = jitter.n_lost;
     stats
@@ -290,11 +291,12 @@ async fn send_tick(
     let frame_ts = sender.timestamp;
     sender.timestamp = sender.timestamp.wrapping_add(SAMPLES_PER_FRAME as u32);
     if sender.dtmf.is_empty()
-        && let (Ok(digit), Some(_)) = (dtmf_out.try_recv(), sender.params.dtmf_payload_type) {
-            sender.dtmf = dtmf::payloads(digit, 800);
-            sender.dtmf.reverse();
-            sender.dtmf_timestamp = frame_ts;
-        }
+        && let (Ok(digit), Some(_)) = (dtmf_out.try_recv(), sender.params.dtmf_payload_type)
+    {
+        sender.dtmf = dtmf::payloads(digit, 800);
+        sender.dtmf.reverse();
+        sender.dtmf_timestamp = frame_ts;
+    }
     if let (Some(payload), Some(pt)) = (sender.dtmf.pop(), sender.params.dtmf_payload_type) {
         let first = u16::from_be_bytes([payload[2], payload[3]]) == SAMPLES_PER_FRAME as u16 && payload[1] & 0x80 == 0;
         let ts = sender.dtmf_timestamp;

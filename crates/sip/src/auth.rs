@@ -59,15 +59,7 @@ impl Challenge {
 
     /// The `Authorization` / `Proxy-Authorization` value for a request. `cnonce` and
     /// `nonce_count` are inputs so that the answer is testable.
-    pub fn answer(
-        &self,
-        method: &str,
-        uri: &str,
-        username: &str,
-        password: &str,
-        cnonce: &str,
-        nonce_count: u32,
-    ) -> String {
+    pub fn answer(&self, method: &str, uri: &str, username: &str, password: &str, cnonce: &str, nonce_count: u32) -> String {
         let hash = |data: String| match self.algorithm {
             Algorithm::Md5 => hex::encode(Md5::digest(data.as_bytes())),
             Algorithm::Sha256 => hex::encode(Sha256::digest(data.as_bytes())),
@@ -146,7 +138,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(challenge.algorithm, Algorithm::Sha256);
-        let answer = challenge.answer("GET", "/dir/index.html", "Mufasa", "Circle of Life", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", 1);
+        let answer =
+            challenge.answer("GET", "/dir/index.html", "Mufasa", "Circle of Life", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", 1);
         assert!(answer.contains("response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\""), "{answer}");
     }
 

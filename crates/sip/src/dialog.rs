@@ -107,7 +107,7 @@ impl Dialog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msg::{parse, Message};
+    use crate::msg::{Message, parse};
 
     #[test]
     fn a_uac_dialog_targets_the_contact_and_counts_cseq_on() {

@@ -390,7 +390,8 @@ impl EndpointTask {
 
     async fn on_timers(&mut self) {
         let now = Instant::now();
-        let due: Vec<TxKey> = self.clients.iter().filter(|(_, c)| c.tx.deadline().is_some_and(|d| d <= now)).map(|(k, _)| k.clone()).collect();
+        let due: Vec<TxKey> =
+            self.clients.iter().filter(|(_, c)| c.tx.deadline().is_some_and(|d| d <= now)).map(|(k, _)| k.clone()).collect();
         for key in due {
             let actions = self.clients.get_mut(&key).map(|c| c.tx.on_timer(now)).unwrap_or_default();
             self.perform_client(&key, actions).await;
@@ -398,7 +399,8 @@ impl EndpointTask {
                 self.clients.remove(&key);
             }
         }
-        let due: Vec<TxKey> = self.servers.iter().filter(|(_, s)| s.tx.deadline().is_some_and(|d| d <= now)).map(|(k, _)| k.clone()).collect();
+        let due: Vec<TxKey> =
+            self.servers.iter().filter(|(_, s)| s.tx.deadline().is_some_and(|d| d <= now)).map(|(k, _)| k.clone()).collect();
         for key in due {
             let Some(entry) = self.servers.get_mut(&key) else { continue };
             let actions = entry.tx.on_timer(now);

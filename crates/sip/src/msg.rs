@@ -88,11 +88,7 @@ impl Headers {
 
     /// Every value of `name`, comma-separated lists split (Via, Record-Route, …).
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(n, _)| same_name(n, name))
-            .flat_map(|(_, v)| split_list(v))
-            .collect()
+        self.0.iter().filter(|(n, _)| same_name(n, name)).flat_map(|(_, v)| split_list(v)).collect()
     }
 
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
@@ -179,11 +175,7 @@ pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
     let buf = &buf[skip..];
     let head_end = find_head_end(buf);
     let Some((head_len, sep_len)) = head_end else {
-        return if buf.len() > MAX_MESSAGE_BYTES {
-            Err(ParseError::Invalid("headers too long"))
-        } else {
-            Err(ParseError::Incomplete)
-        };
+        return if buf.len() > MAX_MESSAGE_BYTES { Err(ParseError::Invalid("headers too long")) } else { Err(ParseError::Incomplete) };
     };
     let head = std::str::from_utf8(&buf[..head_len]).map_err(|_| ParseError::Invalid("headers are not UTF-8"))?;
     let mut lines = unfold(head).into_iter();
@@ -261,11 +253,12 @@ fn unfold(head: &str) -> Vec<String> {
     for raw in head.split('\n') {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if raw.starts_with([' ', '\t'])
-            && let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(raw.trim());
-                continue;
-            }
+            && let Some(last) = lines.last_mut()
+        {
+            last.push(' ');
+            last.push_str(raw.trim());
+            continue;
+        }
         lines.push(raw.to_owned());
     }
     lines

@@ -116,7 +116,13 @@ impl ClientTransaction {
                 self.state = ClientState::Completed;
                 self.retransmit_at = None;
                 self.timeout_at = None;
-                let linger = if self.reliable { Duration::ZERO } else if self.invite { Duration::from_secs(32) } else { T4 };
+                let linger = if self.reliable {
+                    Duration::ZERO
+                } else if self.invite {
+                    Duration::from_secs(32)
+                } else {
+                    T4
+                };
                 self.end_at = Some(now + linger);
                 let mut actions = Vec::new();
                 if self.invite {
@@ -145,11 +151,12 @@ impl ClientTransaction {
             return actions;
         }
         if let Some(at) = self.retransmit_at
-            && now >= at {
-                actions.push(Action::Send(self.bytes.clone()));
-                self.interval = if self.invite { self.interval * 2 } else { (self.interval * 2).min(T2) };
-                self.retransmit_at = Some(now + self.interval);
-            }
+            && now >= at
+        {
+            actions.push(Action::Send(self.bytes.clone()));
+            self.interval = if self.invite { self.interval * 2 } else { (self.interval * 2).min(T2) };
+            self.retransmit_at = Some(now + self.interval);
+        }
         actions
     }
 
@@ -302,7 +309,7 @@ impl ServerTransaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msg::{parse, Message};
+    use crate::msg::{Message, parse};
 
     fn request(method: &str) -> Request {
         let raw = format!(

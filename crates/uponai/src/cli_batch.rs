@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use serde_json::{json, Map, Value};
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
 
 /// Names accepted for the phone-number column (case and spacing ignored).
 const PHONE_COLUMNS: &[&str] = &["phone_number", "phonenumber", "to_number", "phone", "number"];
@@ -66,7 +66,13 @@ pub async fn run(options: BatchOptions<'_>) -> anyhow::Result<()> {
     if let Some(reserved) = options.reserved_concurrency {
         body["reserved_concurrency"] = json!(reserved);
     }
-    let response = client.post(format!("{base}/create-batch-call")).bearer_auth(options.api_key).json(&body).send().await.context("reach the server")?;
+    let response = client
+        .post(format!("{base}/create-batch-call"))
+        .bearer_auth(options.api_key)
+        .json(&body)
+        .send()
+        .await
+        .context("reach the server")?;
     let status = response.status();
     let reply: Value = response.json().await.context("read the server's answer")?;
     if !status.is_success() {
@@ -126,10 +132,13 @@ mod tests {
         let path = dir.join("leads.csv");
         std::fs::write(&path, "First Name,Phone Number,plan\nAnn,+12125550123,gold\n,,\nBo,+12125550124,\n").unwrap();
         let tasks = read_tasks(&path).unwrap();
-        assert_eq!(tasks, vec![
-            json!({"to_number": "+12125550123", "retell_llm_dynamic_variables": {"First Name": "Ann", "plan": "gold"}}),
-            json!({"to_number": "+12125550124", "retell_llm_dynamic_variables": {"First Name": "Bo", "plan": ""}}),
-        ]);
+        assert_eq!(
+            tasks,
+            vec![
+                json!({"to_number": "+12125550123", "retell_llm_dynamic_variables": {"First Name": "Ann", "plan": "gold"}}),
+                json!({"to_number": "+12125550124", "retell_llm_dynamic_variables": {"First Name": "Bo", "plan": ""}}),
+            ]
+        );
         std::fs::write(&path, "name,email\nAnn,a@b\n").unwrap();
         assert!(read_tasks(&path).unwrap_err().to_string().contains("no phone-number column"));
         assert_eq!(bar(5, 10, 10), "[#####.....]");

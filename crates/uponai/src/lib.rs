@@ -13,14 +13,14 @@
 
 pub mod cli_batch;
 pub mod config;
-pub mod telemetry;
 pub mod startup;
+pub mod telemetry;
 
 pub mod api;
-pub mod dispatch;
 pub mod calls;
-pub mod webhooks;
-pub mod store;
+pub mod dispatch;
 pub mod domain;
+pub mod store;
+pub mod webhooks;
 
 pub use startup::App;

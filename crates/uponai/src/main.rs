@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use uponai::App;
 use uponai::config::{FileSettings, Overrides, Settings};
 use uponai::domain::{KeyId, WorkspaceId};
 use uponai::startup::{generate_secret, open_store};
-use uponai::App;
 
 /// Self-hostable voice-AI calling platform with a Retell-compatible API.
 #[derive(Debug, Parser)]

@@ -42,8 +42,7 @@ pub fn generate_secret() -> String {
 
 /// Opens the store of a data directory, creating the directory if needed.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("create data directory {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("create data directory {}", settings.data_dir.display()))?;
     Store::open(&settings.database_path()).await
 }
 
@@ -51,12 +50,9 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
         let bootstrap = bootstrap(&store, settings.bootstrap_api_key.as_deref()).await?;
-        let http_listener = tokio::net::TcpListener::bind(settings.http)
-            .await
-            .with_context(|| format!("bind HTTP {}", settings.http))?;
-        let (endpoint, sip_incoming) = sip::Endpoint::bind(sip::EndpointConfig { bind: settings.sip })
-            .await
-            .with_context(|| format!("bind SIP {}", settings.sip))?;
+        let http_listener = tokio::net::TcpListener::bind(settings.http).await.with_context(|| format!("bind HTTP {}", settings.http))?;
+        let (endpoint, sip_incoming) =
+            sip::Endpoint::bind(sip::EndpointConfig { bind: settings.sip }).await.with_context(|| format!("bind SIP {}", settings.sip))?;
         let store = Arc::new(store);
         let http_addr = http_listener.local_addr().context("HTTP address")?;
         let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
@@ -104,12 +100,7 @@ impl App {
         tokio::spawn(runtime.clone().sweep_registered());
         let deliveries = tokio::spawn(runtime.webhooks.clone().run(runtime.shutdown.clone()));
         tracing::info!(http = %http_addr, sip = %runtime.endpoint.local_addr(), "serving");
-        let state = ApiState {
-            store: self.store.clone(),
-            dispatcher,
-            calls: runtime.clone(),
-            recording_links: self.recording_links,
-        };
+        let state = ApiState { store: self.store.clone(), dispatcher, calls: runtime.clone(), recording_links: self.recording_links };
         let router = api::router(state);
         axum::serve(self.http_listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -139,18 +130,16 @@ async fn bootstrap(store: &Store, configured_key: Option<&str>) -> anyhow::Resul
         };
         let key_id = store.create_api_key(&workspace_id, "bootstrap", &secret).await?;
         store.set_webhook_key(&workspace_id, &key_id, &secret).await?;
-        return Ok(Some(Bootstrap {
-            workspace_name: "default".into(),
-            generated_key: generated.then_some(secret),
-        }));
+        return Ok(Some(Bootstrap { workspace_name: "default".into(), generated_key: generated.then_some(secret) }));
     }
     if let Some(key) = configured_key
-        && !store.api_key_exists(key).await? {
-            let workspace_id = store.first_workspace().await?.context("a store with workspaces has a first one")?;
-            let key_id = store.create_api_key(&workspace_id, "from UPONAI_API_KEY", key).await?;
-            if store.webhook_secret(&workspace_id).await?.is_none() {
-                store.set_webhook_key(&workspace_id, &key_id, key).await?;
-            }
+        && !store.api_key_exists(key).await?
+    {
+        let workspace_id = store.first_workspace().await?.context("a store with workspaces has a first one")?;
+        let key_id = store.create_api_key(&workspace_id, "from UPONAI_API_KEY", key).await?;
+        if store.webhook_secret(&workspace_id).await?.is_none() {
+            store.set_webhook_key(&workspace_id, &key_id, key).await?;
         }
+    }
     Ok(None)
 }

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::agent_fields::{AgentFields, ResponseEngine};
@@ -16,9 +16,9 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Workspace};
 use super::paging::{ListQuery, Paginated};
 use super::validate::{from_document, merged, to_document};
-use super::{voices, ApiState, VersionQuery};
+use super::{ApiState, VersionQuery, voices};
 use crate::domain::{AgentId, AgentVersionRef, LlmId, WorkspaceId};
-use crate::store::{Document, PageRequest, VersionRow, AGENTS, LLMS};
+use crate::store::{AGENTS, Document, LLMS, PageRequest, VersionRow};
 
 /// One version of an agent.
 #[derive(Debug, Serialize, ToSchema)]
@@ -114,36 +114,26 @@ pub(super) fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
 }
 
 /// Checks the fields that name other objects: the LLM (in this workspace) and the voices.
-pub(crate) async fn check_references(
-    state: &ApiState,
-    workspace_id: &WorkspaceId,
-    fields: &AgentFields,
-    prefix: &str,
-) -> ApiResult<()> {
+pub(crate) async fn check_references(state: &ApiState, workspace_id: &WorkspaceId, fields: &AgentFields, prefix: &str) -> ApiResult<()> {
     if let Some(ResponseEngine::RetellLlm { llm_id, version }) = &fields.response_engine {
         let field = format!("{prefix}response_engine.llm_id");
-        let parsed = LlmId::parse(llm_id)
-            .ok_or_else(|| ApiError::field(&field, format!("{llm_id:?} is not a retell llm of this workspace")))?;
+        let parsed =
+            LlmId::parse(llm_id).ok_or_else(|| ApiError::field(&field, format!("{llm_id:?} is not a retell llm of this workspace")))?;
         let selector = version.flatten().map(AgentVersionRef::Number);
-        state
-            .store
-            .get_versioned(LLMS, workspace_id, parsed.as_str(), selector)
-            .await
-            .map_err(|err| match ApiError::from_store(err, "") {
-                ApiError::NotFound(_) => ApiError::field(
-                    &field,
-                    format!("{llm_id:?} (version {version:?}) is not a retell llm of this workspace"),
-                ),
+        state.store.get_versioned(LLMS, workspace_id, parsed.as_str(), selector).await.map_err(|err| {
+            match ApiError::from_store(err, "") {
+                ApiError::NotFound(_) => {
+                    ApiError::field(&field, format!("{llm_id:?} (version {version:?}) is not a retell llm of this workspace"))
+                }
                 other => other,
-            })?;
+            }
+        })?;
     }
     if let Some(voice_id) = &fields.voice_id
-        && voices::find(voice_id).is_none() {
-            return Err(ApiError::field(
-                format!("{prefix}voice_id"),
-                format!("{voice_id:?} is not a voice of this install (see list-voices)"),
-            ));
-        }
+        && voices::find(voice_id).is_none()
+    {
+        return Err(ApiError::field(format!("{prefix}voice_id"), format!("{voice_id:?} is not a voice of this install (see list-voices)")));
+    }
     for (i, voice_id) in fields.fallback_voice_ids.clone().flatten().unwrap_or_default().iter().enumerate() {
         if voices::find(voice_id).is_none() {
             return Err(ApiError::field(
@@ -222,17 +212,9 @@ pub async fn update_agent(
     check_references(&state, &key.workspace_id, &fields, "").await?;
     let selector = query.parse()?;
     let patch = to_document(&fields)?;
-    let current = state
-        .store
-        .get_versioned(AGENTS, &key.workspace_id, agent_id.as_str(), selector)
-        .await
-        .map_err(not_found)?;
+    let current = state.store.get_versioned(AGENTS, &key.workspace_id, agent_id.as_str(), selector).await.map_err(not_found)?;
     from_document::<AgentFields>(&merged(&current.document, &patch))?.validate()?;
-    let row = state
-        .store
-        .update_versioned(AGENTS, &key.workspace_id, agent_id.as_str(), selector, &patch)
-        .await
-        .map_err(not_found)?;
+    let row = state.store.update_versioned(AGENTS, &key.workspace_id, agent_id.as_str(), selector, &patch).await.map_err(not_found)?;
     Ok(Json(agent_response(row)?))
 }
 
@@ -250,8 +232,7 @@ pub async fn list_agents(
     let request = query.page_request()?;
     let filter = body.filter_criteria.unwrap_or_default();
     let wants_chat = filter.channel.as_ref().and_then(|c| c.get("value")).and_then(Value::as_str) == Some("chat");
-    let wants_transfer =
-        filter.is_transfer_agent.as_ref().and_then(|c| c.get("value")).and_then(Value::as_bool);
+    let wants_transfer = filter.is_transfer_agent.as_ref().and_then(|c| c.get("value")).and_then(Value::as_bool);
     let needle = filter.query.as_deref().map(str::to_lowercase);
     let mut items = Vec::new();
     let mut cursor = request.after.clone();
@@ -268,9 +249,7 @@ pub async fn list_agents(
             let is_transfer_agent = fields.is_transfer_agent.unwrap_or(false);
             let matches = !wants_chat
                 && wants_transfer.is_none_or(|wanted| wanted == is_transfer_agent)
-                && needle.as_ref().is_none_or(|needle| {
-                    name.to_lowercase().contains(needle) || row.id.to_lowercase().contains(needle)
-                });
+                && needle.as_ref().is_none_or(|needle| name.to_lowercase().contains(needle) || row.id.to_lowercase().contains(needle));
             if matches {
                 items.push(AgentListItem {
                     agent_id: row.id,
@@ -298,21 +277,13 @@ pub async fn list_agents(
 #[utoipa::path(delete, path = "/delete-agent/{agent_id}", tag = "Agent",
     params(("agent_id" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn delete_agent(
-    State(state): State<ApiState>,
-    Workspace(key): Workspace,
-    Path(agent_id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete_agent(State(state): State<ApiState>, Workspace(key): Workspace, Path(agent_id): Path<String>) -> ApiResult<StatusCode> {
     let agent_id = parse_agent_id(&agent_id)?;
     let not_found = |err| ApiError::from_store(err, format!("agent {agent_id}"));
     state.store.get_versioned(AGENTS, &key.workspace_id, agent_id.as_str(), None).await.map_err(not_found)?;
-    let numbers =
-        state.store.numbers_mentioning(&key.workspace_id, agent_id.as_str()).await.map_err(not_found)?;
+    let numbers = state.store.numbers_mentioning(&key.workspace_id, agent_id.as_str()).await.map_err(not_found)?;
     if !numbers.is_empty() {
-        return Err(ApiError::field(
-            "agent_id",
-            format!("is bound to phone number(s) {}; unbind it first", numbers.join(", ")),
-        ));
+        return Err(ApiError::field("agent_id", format!("is bound to phone number(s) {}; unbind it first", numbers.join(", "))));
     }
     state.store.delete_versioned(AGENTS, &key.workspace_id, agent_id.as_str()).await.map_err(not_found)?;
     Ok(StatusCode::NO_CONTENT)
@@ -361,11 +332,7 @@ pub async fn publish_agent_version(
         let pinned = ResponseEngine::RetellLlm { llm_id, version: Some(Some(llm.version)) };
         patch.insert("response_engine".into(), serde_json::to_value(pinned).map_err(anyhow::Error::from)?);
     }
-    state
-        .store
-        .publish_versioned(AGENTS, workspace_id, agent_id.as_str(), body.version, &patch)
-        .await
-        .map_err(not_found)?;
+    state.store.publish_versioned(AGENTS, workspace_id, agent_id.as_str(), body.version, &patch).await.map_err(not_found)?;
     Ok(StatusCode::OK)
 }
 

@@ -3,23 +3,23 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::call_view::{check_sip_headers, parse_version, AgentOverride};
+use super::ApiState;
+use super::call_view::{AgentOverride, check_sip_headers, parse_version};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Workspace};
 use super::paging::{ListQuery, Paginated};
-use super::ApiState;
-use crate::calls::{prepare_call, CreateCallError};
+use crate::calls::{CreateCallError, prepare_call};
 use crate::dispatch::batch::{new_call_from_task, window_of};
 use crate::domain::time_window::CallTimeWindow;
-use crate::domain::{now_ms, AgentId};
+use crate::domain::{AgentId, now_ms};
 use crate::store::{BatchRow, Document};
 
 /// The most tasks one batch may hold.
@@ -134,7 +134,8 @@ fn canonical_task(index: usize, task: BatchTask) -> ApiResult<Document> {
     check_sip_headers(&headers).map_err(at)?;
     let overrides = task.agent_override.unwrap_or_default().parse("agent_override.").map_err(at)?;
     if let Some(raw) = &task.override_agent_id {
-        AgentId::parse(raw).ok_or_else(|| at(ApiError::field("override_agent_id", format!("{raw:?} is not an agent of this workspace"))))?;
+        AgentId::parse(raw)
+            .ok_or_else(|| at(ApiError::field("override_agent_id", format!("{raw:?} is not an agent of this workspace"))))?;
     }
     parse_version("override_agent_version", task.override_agent_version.as_ref()).map_err(at)?;
     let mut doc = Document::new();
@@ -210,13 +211,11 @@ pub async fn create_batch_call(
     for (index, task) in request.tasks.into_iter().enumerate() {
         let doc = canonical_task(index, task)?;
         // The same checks the worker will make (number, agent, E.164, country rules), now.
-        prepare_call(&state.store, &workspace_id, new_call_from_task(&request.from_number, &doc), 0.0)
-            .await
-            .map_err(|err| match err {
-                CreateCallError::Invalid { field: "from_number", problem } => ApiError::field("from_number", problem),
-                CreateCallError::Invalid { field, problem } => ApiError::field(format!("tasks[{index}].{field}"), problem),
-                CreateCallError::Store(err) => ApiError::from_store(err, "batch"),
-            })?;
+        prepare_call(&state.store, &workspace_id, new_call_from_task(&request.from_number, &doc), 0.0).await.map_err(|err| match err {
+            CreateCallError::Invalid { field: "from_number", problem } => ApiError::field("from_number", problem),
+            CreateCallError::Invalid { field, problem } => ApiError::field(format!("tasks[{index}].{field}"), problem),
+            CreateCallError::Store(err) => ApiError::from_store(err, "batch"),
+        })?;
         tasks.push(doc);
     }
     let mut id = [0u8; 12];
@@ -265,11 +264,8 @@ pub async fn list_batch_calls(
     Workspace(key): Workspace,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<BatchCallResponse>>> {
-    let page = state
-        .store
-        .list_batches(&key.workspace_id, &query.page_request()?)
-        .await
-        .map_err(|err| ApiError::from_store(err, "batch"))?;
+    let page =
+        state.store.list_batches(&key.workspace_id, &query.page_request()?).await.map_err(|err| ApiError::from_store(err, "batch"))?;
     let mut items = Vec::with_capacity(page.items.len());
     for batch in page.items {
         items.push(view(&state, batch).await?);

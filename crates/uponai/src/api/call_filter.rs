@@ -102,9 +102,9 @@ impl CallFilter {
         let agent_ok = self.agents.is_empty()
             || self.agents.iter().any(|(agent_id, versions)| {
                 call.get("agent_id").and_then(Value::as_str) == Some(agent_id)
-                    && versions.as_ref().is_none_or(|versions| {
-                        call.get("agent_version").and_then(Value::as_i64).is_some_and(|v| versions.contains(&v))
-                    })
+                    && versions
+                        .as_ref()
+                        .is_none_or(|versions| call.get("agent_version").and_then(Value::as_i64).is_some_and(|v| versions.contains(&v)))
             });
         agent_ok
             && self.conditions.iter().all(|(path, test)| {
@@ -126,8 +126,8 @@ fn compile_agents(field: &str, raw: &Value) -> ApiResult<Vec<(String, Option<Vec
 }
 
 fn compile_condition(field: &str, raw: &Value) -> ApiResult<(Option<String>, Test)> {
-    let condition: Condition = serde_json::from_value(raw.clone())
-        .map_err(|err| ApiError::field(field, format!("must be {{type, op, value}}: {err}")))?;
+    let condition: Condition =
+        serde_json::from_value(raw.clone()).map_err(|err| ApiError::field(field, format!("must be {{type, op, value}}: {err}")))?;
     let op_err = |ops: &str| ApiError::field(format!("{field}.op"), format!("must be one of {ops} for type {}", condition.kind));
     let value = condition.value.clone().unwrap_or(Value::Null);
     let value_err = |what: &str| ApiError::field(format!("{field}.value"), format!("must be {what}"));
@@ -241,8 +241,8 @@ mod tests {
 
     #[test]
     fn malformed_conditions_name_the_field() {
-        let err = CallFilter::compile(json!({"duration_ms": {"type": "range", "op": "bt", "value": [1]}}).as_object().unwrap())
-            .unwrap_err();
+        let err =
+            CallFilter::compile(json!({"duration_ms": {"type": "range", "op": "bt", "value": [1]}}).as_object().unwrap()).unwrap_err();
         assert!(err.to_string().starts_with("filter_criteria.duration_ms.value"), "{err}");
         let err = CallFilter::compile(json!({"colour": {}}).as_object().unwrap()).unwrap_err();
         assert!(err.to_string().starts_with("filter_criteria.colour"), "{err}");

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::agent_fields::AgentFields;
 use super::error::{ApiError, ApiResult};
 use super::llms::LlmFields;
-use super::recordings::{RecordingLinks, DEFAULT_LINK_TTL_MS};
+use super::recordings::{DEFAULT_LINK_TTL_MS, RecordingLinks};
 use super::validate::to_document;
 use crate::domain::AgentVersionRef;
 use crate::store::{CallRow, Document};
@@ -157,10 +157,7 @@ impl AgentOverride {
             other => other,
         };
         if self.conversation_flow.as_ref().is_some_and(|flow| !flow.is_null()) {
-            return Err(ApiError::field(
-                format!("{prefix}conversation_flow"),
-                "conversation flows are not supported by this install",
-            ));
+            return Err(ApiError::field(format!("{prefix}conversation_flow"), "conversation flows are not supported by this install"));
         }
         let agent = match self.agent {
             None => Document::new(),
@@ -259,9 +256,8 @@ pub fn parse_version(field: &str, raw: Option<&Value>) -> ApiResult<Option<Agent
 pub fn check_sip_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
     for (name, value) in headers {
         let field = format!("custom_sip_headers.{name}");
-        let is_token = !name.is_empty()
-            && name.len() <= 128
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+        let is_token =
+            !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
         if !(name.starts_with("X-") || name.starts_with("x-")) || !is_token || name.len() < 3 {
             return Err(ApiError::field(field, "header names must start with X- and be a SIP token"));
         }

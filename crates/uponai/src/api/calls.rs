@@ -3,43 +3,37 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::ApiState;
 use super::agents::check_references;
 use super::call_filter::CallFilter;
 use super::call_view::{
-    check_idempotency_key, check_sip_headers, parse_version, CallResponse, CreatePhoneCallRequest,
-    RegisterPhoneCallRequest, UpdateCallRequest,
+    CallResponse, CreatePhoneCallRequest, RegisterPhoneCallRequest, UpdateCallRequest, check_idempotency_key, check_sip_headers,
+    parse_version,
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
-use super::paging::{page_request, SortOrder};
+use super::paging::{SortOrder, page_request};
 use super::validate::from_document;
-use super::ApiState;
-use crate::calls::{prepare_call, CallLeg, CreateCallError, NewCall};
+use crate::calls::{CallLeg, CreateCallError, NewCall, prepare_call};
 use crate::dispatch::{Refusal, TrunkRef};
 use crate::domain::{AgentId, CallId, Direction, WorkspaceId};
 use crate::store::{Document, StoreError};
 
 /// Runs call creation: validate, then (for calls we dial) admit through the workspace's
 /// concurrency and the trunk's CPS limit, store, and hand to the dialer.
-pub(super) async fn create(
-    state: &ApiState,
-    workspace_id: &WorkspaceId,
-    request: NewCall,
-) -> ApiResult<CallResponse> {
+pub(super) async fn create(state: &ApiState, workspace_id: &WorkspaceId, request: NewCall) -> ApiResult<CallResponse> {
     let idempotency_key = request.idempotency_key.clone();
-    let prepared = prepare_call(&state.store, workspace_id, request, rand::random::<f64>())
-        .await
-        .map_err(|err| match err {
-            CreateCallError::Invalid { field, problem } => ApiError::field(field, problem),
-            CreateCallError::Store(err) => ApiError::from_store(err, "call"),
-        })?;
+    let prepared = prepare_call(&state.store, workspace_id, request, rand::random::<f64>()).await.map_err(|err| match err {
+        CreateCallError::Invalid { field, problem } => ApiError::field(field, problem),
+        CreateCallError::Store(err) => ApiError::from_store(err, "call"),
+    })?;
     if let Some(key) = &idempotency_key {
         // A repeat returns the first call and never dials twice (nor counts against limits).
         if let Some(first) = state.store.find_idempotent_call(workspace_id, key).await.map_err(|err| ApiError::from_store(err, "call"))? {
@@ -92,10 +86,8 @@ pub(super) async fn check_override_references(
 }
 
 fn parse_override_agent(raw: Option<&str>, field: &str) -> ApiResult<Option<AgentId>> {
-    raw.map(|raw| {
-        AgentId::parse(raw).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not an agent of this workspace")))
-    })
-    .transpose()
+    raw.map(|raw| AgentId::parse(raw).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not an agent of this workspace"))))
+        .transpose()
 }
 
 /// Place an outbound call. It is recorded `registered`; the dialer takes it from there.
@@ -186,11 +178,8 @@ pub async fn get_call(
     Path(call_id): Path<String>,
 ) -> ApiResult<Json<CallResponse>> {
     let call_id = parse_call_id(&call_id)?;
-    let row = state
-        .store
-        .get_call(&key.workspace_id, &call_id)
-        .await
-        .map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
+    let row =
+        state.store.get_call(&key.workspace_id, &call_id).await.map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
     Ok(Json(CallResponse::from_row(row, &state.recording_links)))
 }
 
@@ -315,11 +304,8 @@ pub async fn update_call(
         patch.insert("data_storage_setting".into(), json!(setting));
     }
     if let Some(attributes) = request.custom_attributes {
-        let mut merged: BTreeMap<String, Value> = current
-            .document
-            .get("custom_attributes")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
+        let mut merged: BTreeMap<String, Value> =
+            current.document.get("custom_attributes").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
         for (name, value) in attributes {
             if !(value.is_string() || value.is_number() || value.is_boolean()) {
                 return Err(ApiError::field(format!("custom_attributes.{name}"), "must be a string, number or boolean"));
@@ -336,17 +322,9 @@ pub async fn update_call(
 #[utoipa::path(delete, path = "/v2/delete-call/{call_id}", tag = "Call",
     params(("call_id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn delete_call(
-    State(state): State<ApiState>,
-    Workspace(key): Workspace,
-    Path(call_id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete_call(State(state): State<ApiState>, Workspace(key): Workspace, Path(call_id): Path<String>) -> ApiResult<StatusCode> {
     let call_id = parse_call_id(&call_id)?;
-    state
-        .store
-        .delete_call(&key.workspace_id, &call_id)
-        .await
-        .map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
+    state.store.delete_call(&key.workspace_id, &call_id).await.map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -355,17 +333,10 @@ pub async fn delete_call(
 #[utoipa::path(post, path = "/v2/stop-call/{call_id}", tag = "Call",
     params(("call_id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn stop_call(
-    State(state): State<ApiState>,
-    Workspace(key): Workspace,
-    Path(call_id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn stop_call(State(state): State<ApiState>, Workspace(key): Workspace, Path(call_id): Path<String>) -> ApiResult<StatusCode> {
     let call_id = parse_call_id(&call_id)?;
-    let call = state
-        .store
-        .get_call(&key.workspace_id, &call_id)
-        .await
-        .map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
+    let call =
+        state.store.get_call(&key.workspace_id, &call_id).await.map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
     if !state.calls.hang_up(&call_id) && call.call_status == crate::domain::CallStatus::Registered {
         // No task owns it (a dial-in still waiting, or not yet picked up): end it here; the
         // dispatcher will not dial an ended call.

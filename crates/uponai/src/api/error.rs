@@ -50,12 +50,8 @@ impl ApiError {
         match err {
             StoreError::NotFound => Self::NotFound(what.to_string()),
             StoreError::Conflict(message) => Self::BadRequest(message),
-            StoreError::BadPaginationKey => {
-                Self::field("pagination_key", "does not name an item of this list")
-            }
-            other @ (StoreError::Database(_) | StoreError::Corrupt(_)) => {
-                Self::Internal(anyhow::Error::new(other))
-            }
+            StoreError::BadPaginationKey => Self::field("pagination_key", "does not name an item of this list"),
+            other @ (StoreError::Database(_) | StoreError::Corrupt(_)) => Self::Internal(anyhow::Error::new(other)),
         }
     }
 

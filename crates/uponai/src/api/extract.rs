@@ -5,8 +5,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
 use super::ApiState;
+use super::error::ApiError;
 use crate::store::AuthenticatedKey;
 
 /// A JSON body. An empty body reads as `{}` (the SDK sends none on some POSTs); a type or
@@ -17,9 +17,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| ApiError::BadRequest(format!("request body: {rejection}")))?;
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|rejection| ApiError::BadRequest(format!("request body: {rejection}")))?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         parse_json(bytes).map(ApiJson)
     }
@@ -83,12 +82,7 @@ impl FromRequestParts<ApiState> for Workspace {
             })
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let key = state
-            .store
-            .authenticate(secret)
-            .await
-            .map_err(|err| ApiError::Internal(err.into()))?
-            .ok_or(ApiError::Unauthorized)?;
+        let key = state.store.authenticate(secret).await.map_err(|err| ApiError::Internal(err.into()))?.ok_or(ApiError::Unauthorized)?;
         Ok(Workspace(key))
     }
 }

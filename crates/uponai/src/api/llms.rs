@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -13,9 +13,9 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Workspace};
 use super::paging::{ListQuery, Paginated};
 use super::validate::{from_document, merged, range_f64, range_i64, to_document, url};
-use super::{nullable, ApiState, VersionQuery};
+use super::{ApiState, VersionQuery, nullable};
 use crate::domain::LlmId;
-use crate::store::{VersionRow, AGENTS, LLMS};
+use crate::store::{AGENTS, LLMS, VersionRow};
 
 /// The configuration of a Retell LLM, as created and updated. Fields not listed here are
 /// stored and returned as sent.
@@ -135,10 +135,8 @@ const TOOL_TYPES: &[&str] = &[
 
 /// LLM fields of the current SDKs that are not typed above: kept in `other`. Keys outside
 /// this list are ignored, as the hosted API ignores them.
-const STORED_LLM_FIELDS: &[&str] = &[
-    "backup_model", "is_transfer_llm", "kb_config", "mcps", "model_config",
-    "model_high_priority", "model_ultrafast",
-];
+const STORED_LLM_FIELDS: &[&str] =
+    &["backup_model", "is_transfer_llm", "kb_config", "mcps", "model_config", "model_high_priority", "model_ultrafast"];
 
 impl LlmFields {
     /// Drops keys that are not LLM fields at all.
@@ -181,9 +179,7 @@ impl LlmFields {
             Some(start) if !names.contains(start.as_str()) => {
                 Err(ApiError::field("starting_state", format!("{start:?} is not one of the states")))
             }
-            None if !states.is_empty() => {
-                Err(ApiError::field("starting_state", "is required when states are set"))
-            }
+            None if !states.is_empty() => Err(ApiError::field("starting_state", "is required when states are set")),
             _ => Ok(()),
         }
     }
@@ -201,8 +197,7 @@ fn validate_tools(field: &str, tools: &[Value]) -> Result<(), ApiError> {
             return Err(ApiError::field(at("type"), format!("must be one of {}", TOOL_TYPES.join(", "))));
         }
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-        let name_ok = (1..=64).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let name_ok = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !name_ok {
             return Err(ApiError::field(at("name"), "must be 1-64 characters of a-z, A-Z, 0-9, _ and -"));
         }
@@ -292,19 +287,11 @@ pub async fn update_llm(
     let not_found = |err| ApiError::from_store(err, format!("retell llm {llm_id}"));
     let selector = query.parse()?;
     let patch = to_document(&fields.without_unknown())?;
-    let current = state
-        .store
-        .get_versioned(LLMS, &key.workspace_id, llm_id.as_str(), selector)
-        .await
-        .map_err(not_found)?;
+    let current = state.store.get_versioned(LLMS, &key.workspace_id, llm_id.as_str(), selector).await.map_err(not_found)?;
     from_document::<LlmFields>(&merged(&current.document, &patch))
         .map_err(|_| ApiError::BadRequest("the update does not combine into a valid configuration".into()))?
         .validate()?;
-    let row = state
-        .store
-        .update_versioned(LLMS, &key.workspace_id, llm_id.as_str(), selector, &patch)
-        .await
-        .map_err(not_found)?;
+    let row = state.store.update_versioned(LLMS, &key.workspace_id, llm_id.as_str(), selector, &patch).await.map_err(not_found)?;
     Ok(Json(llm_response(row)?))
 }
 
@@ -348,11 +335,7 @@ pub async fn delete_llm(
     // Make sure it exists first, so an unknown id is a 422 whatever the agents say.
     state.store.get_versioned(LLMS, &key.workspace_id, llm_id.as_str(), None).await.map_err(not_found)?;
     if !query.force_delete.unwrap_or(false) {
-        let users = state
-            .store
-            .versioned_mentioning(AGENTS, &key.workspace_id, llm_id.as_str())
-            .await
-            .map_err(not_found)?;
+        let users = state.store.versioned_mentioning(AGENTS, &key.workspace_id, llm_id.as_str()).await.map_err(not_found)?;
         if !users.is_empty() {
             return Err(ApiError::field(
                 "llm_id",

@@ -35,13 +35,13 @@ mod workspace;
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get, patch, post};
 use axum::Router;
+use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-pub use error::{ApiError, ErrorBody};
 pub use call_view::CallResponse;
+pub use error::{ApiError, ErrorBody};
 pub use recordings::RecordingLinks;
 pub use voices::DEFAULT_VOICE_ID;
 

@@ -1,9 +1,9 @@
 //! Phone numbers: `/import-phone-number` (a custom SIP trunk), `/create-phone-number` (a
 //! number on the workspace's Twilio or Telnyx trunk), get, update, list, delete.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -12,10 +12,10 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Workspace};
 use super::paging::{ListQuery, Paginated};
 use super::validate::{from_document, to_document, url};
-use super::workspace::{provider_trunk, Provider};
-use super::{nullable, ApiState};
-use crate::domain::{AgentVersionRef, AgentWeights, TerminationUri, Transport, WorkspaceId, E164};
-use crate::store::{NumberRow, PasswordChange, AGENTS};
+use super::workspace::{Provider, provider_trunk};
+use super::{ApiState, nullable};
+use crate::domain::{AgentVersionRef, AgentWeights, E164, TerminationUri, Transport, WorkspaceId};
+use crate::store::{AGENTS, NumberRow, PasswordChange};
 
 /// The body of import, create and update. Which fields apply where is said on each; the
 /// rest are ignored by that endpoint.
@@ -203,27 +203,24 @@ async fn check_binding(
     for (i, entry) in list.iter().enumerate() {
         let version = match &entry.agent_version {
             None | Some(Value::Null) => None,
-            Some(raw) => Some(
-                AgentVersionRef::parse(raw)
-                    .map_err(|problem| ApiError::field(format!("{field}[{i}].agent_version"), problem))?,
-            ),
+            Some(raw) => {
+                Some(AgentVersionRef::parse(raw).map_err(|problem| ApiError::field(format!("{field}[{i}].agent_version"), problem))?)
+            }
         };
         entries.push((entry.agent_id.clone(), entry.weight, version));
     }
     let weights = AgentWeights::parse(entries.clone()).map_err(|err| ApiError::field(field, err))?;
     let Some(weights) = weights else { return Ok(None) };
     for (i, entry) in weights.entries().iter().enumerate() {
-        state
-            .store
-            .get_versioned(AGENTS, workspace_id, entry.agent_id.as_str(), entry.agent_version)
-            .await
-            .map_err(|err| match ApiError::from_store(err, "") {
+        state.store.get_versioned(AGENTS, workspace_id, entry.agent_id.as_str(), entry.agent_version).await.map_err(|err| {
+            match ApiError::from_store(err, "") {
                 ApiError::NotFound(_) => ApiError::field(
                     format!("{field}[{i}].agent_id"),
                     format!("{} (version {:?}) is not an agent of this workspace", entry.agent_id, entry.agent_version),
                 ),
                 other => other,
-            })?;
+            }
+        })?;
     }
     Ok(Some(list.to_vec()))
 }
@@ -231,10 +228,7 @@ async fn check_binding(
 fn check_countries(field: &str, list: &[String]) -> ApiResult<()> {
     for (i, code) in list.iter().enumerate() {
         if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ApiError::field(
-                format!("{field}[{i}]"),
-                format!("{code:?} is not an ISO 3166-1 alpha-2 code such as US"),
-            ));
+            return Err(ApiError::field(format!("{field}[{i}]"), format!("{code:?} is not an ISO 3166-1 alpha-2 code such as US")));
         }
     }
     Ok(())
@@ -259,15 +253,17 @@ async fn apply_common(
     }
     for (list, legacy_id, legacy_version, field, target) in [
         (&request.inbound_agents, &request.inbound_agent_id, request.inbound_agent_version, "inbound_agents", &mut settings.inbound_agents),
-        (&request.outbound_agents, &request.outbound_agent_id, request.outbound_agent_version, "outbound_agents", &mut settings.outbound_agents),
+        (
+            &request.outbound_agents,
+            &request.outbound_agent_id,
+            request.outbound_agent_version,
+            "outbound_agents",
+            &mut settings.outbound_agents,
+        ),
     ] {
         let legacy = legacy_id.as_ref().map(|id| {
             id.as_ref().map(|agent_id| {
-                vec![AgentWeightWire {
-                    agent_id: agent_id.clone(),
-                    weight: 1.0,
-                    agent_version: legacy_version.map(Value::from),
-                }]
+                vec![AgentWeightWire { agent_id: agent_id.clone(), weight: 1.0, agent_version: legacy_version.map(Value::from) }]
             })
         });
         let wanted = match (list, legacy) {
@@ -354,16 +350,14 @@ pub async fn import_number(
     let phone_number = if request.ignore_e164_validation.unwrap_or(true) {
         match E164::parse(raw_number) {
             Ok(number) => number.as_str().to_owned(),
-            Err(_) => crate::domain::DialString::parse(raw_number, true)
-                .map_err(|err| ApiError::field("phone_number", err))?
-                .as_str()
-                .to_owned(),
+            Err(_) => {
+                crate::domain::DialString::parse(raw_number, true).map_err(|err| ApiError::field("phone_number", err))?.as_str().to_owned()
+            }
         }
     } else {
         E164::parse(raw_number).map_err(|err| ApiError::field("phone_number", err))?.as_str().to_owned()
     };
-    let termination_uri =
-        request.termination_uri.as_deref().ok_or_else(|| ApiError::field("termination_uri", "is required"))?;
+    let termination_uri = request.termination_uri.as_deref().ok_or_else(|| ApiError::field("termination_uri", "is required"))?;
     TerminationUri::parse(termination_uri).map_err(|err| ApiError::field("termination_uri", err))?;
     let transport = match request.transport.clone().flatten() {
         Some(raw) => check_transport(&raw)?,
@@ -382,13 +376,7 @@ pub async fn import_number(
     apply_common(&state, &key.workspace_id, &phone_number, &request, &mut settings).await?;
     let row = state
         .store
-        .insert_number(
-            &key.workspace_id,
-            &phone_number,
-            TYPE_CUSTOM,
-            request.sip_trunk_auth_password.as_deref(),
-            &to_document(&settings)?,
-        )
+        .insert_number(&key.workspace_id, &phone_number, TYPE_CUSTOM, request.sip_trunk_auth_password.as_deref(), &to_document(&settings)?)
         .await
         .map_err(number_not_found(&phone_number))?;
     Ok((StatusCode::CREATED, Json(number_response(row)?)))
@@ -409,17 +397,11 @@ pub async fn create_number(
     if provider_trunk(&state, &key.workspace_id, provider).await?.is_none() {
         return Err(ApiError::field(
             "number_provider",
-            format!(
-                "no {0} trunk is configured for this workspace; set {0}_trunk with update-workspace-settings",
-                provider.as_str()
-            ),
+            format!("no {0} trunk is configured for this workspace; set {0}_trunk with update-workspace-settings", provider.as_str()),
         ));
     }
     let raw_number = request.phone_number.as_deref().ok_or_else(|| {
-        ApiError::field(
-            "phone_number",
-            "is required: this install does not buy numbers; name a number already on your provider trunk",
-        )
+        ApiError::field("phone_number", "is required: this install does not buy numbers; name a number already on your provider trunk")
     })?;
     let number = E164::parse(raw_number).map_err(|err| ApiError::field("phone_number", err))?;
     if let Some(country) = &request.country_code {
@@ -432,14 +414,12 @@ pub async fn create_number(
     }
     let national_area_code = number.as_str().strip_prefix("+1").and_then(|rest| rest.get(..3)?.parse::<i64>().ok());
     if let Some(area_code) = request.area_code
-        && national_area_code != Some(area_code) {
-            return Err(ApiError::field("area_code", format!("{number} is not in area code {area_code}")));
-        }
-    let mut settings = NumberSettings {
-        phone_number_pretty: Some(number.pretty()),
-        area_code: national_area_code,
-        ..NumberSettings::default()
-    };
+        && national_area_code != Some(area_code)
+    {
+        return Err(ApiError::field("area_code", format!("{number} is not in area code {area_code}")));
+    }
+    let mut settings =
+        NumberSettings { phone_number_pretty: Some(number.pretty()), area_code: national_area_code, ..NumberSettings::default() };
     apply_common(&state, &key.workspace_id, number.as_str(), &request, &mut settings).await?;
     let row = state
         .store
@@ -512,11 +492,8 @@ pub async fn update_number(
         Some(value) => PasswordChange::Set(value.clone()),
     };
     let document = to_document(&settings)?;
-    let row = state
-        .store
-        .update_number(&key.workspace_id, &phone_number, &document, password)
-        .await
-        .map_err(number_not_found(&phone_number))?;
+    let row =
+        state.store.update_number(&key.workspace_id, &phone_number, &document, password).await.map_err(number_not_found(&phone_number))?;
     Ok(Json(number_response(row)?))
 }
 

@@ -36,11 +36,7 @@ impl ListQuery {
     }
 }
 
-pub fn page_request(
-    limit: Option<i64>,
-    pagination_key: Option<String>,
-    sort_order: Option<SortOrder>,
-) -> Result<PageRequest, ApiError> {
+pub fn page_request(limit: Option<i64>, pagination_key: Option<String>, sort_order: Option<SortOrder>) -> Result<PageRequest, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIMIT}, got {limit}")));

@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use utoipa::IntoParams;
 
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
-use super::ApiState;
 use crate::domain::now_ms;
 
 /// How long a link stays valid by default (the hosted API's 24 h).
@@ -81,7 +81,11 @@ pub async fn download(
     let links = &state.recording_links;
     let safe_name = !file.is_empty() && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !file.starts_with('.');
     if !safe_name || !links.verify(&file, query.expires, &query.signature) {
-        return Ok((StatusCode::FORBIDDEN, axum::Json(ErrorBody { status: "error", message: "the link is invalid or has expired".into() })).into_response());
+        return Ok((
+            StatusCode::FORBIDDEN,
+            axum::Json(ErrorBody { status: "error", message: "the link is invalid or has expired".into() }),
+        )
+            .into_response());
     }
     let bytes = tokio::fs::read(links.dir.join(&file)).await.map_err(|err| ApiError::Internal(err.into()))?;
     Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())

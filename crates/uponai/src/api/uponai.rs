@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::call_view::{check_idempotency_key, check_sip_headers, parse_version, AgentOverride, CallResponse};
+use super::ApiState;
+use super::call_view::{AgentOverride, CallResponse, check_idempotency_key, check_sip_headers, parse_version};
 use super::calls::{check_override_references, create};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{parse_json, ApiJson, Workspace};
-use super::ApiState;
+use super::extract::{ApiJson, Workspace, parse_json};
 use crate::calls::{CallLeg, NewCall};
 use crate::domain::AgentId;
 use crate::store::Document;

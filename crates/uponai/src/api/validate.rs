@@ -1,7 +1,7 @@
 //! Checks shared by the resources: ranges, URLs, documents.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -9,31 +9,23 @@ use crate::store::Document;
 
 pub fn range_f64(field: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
     match value {
-        Some(v) if !(lo..=hi).contains(&v) => {
-            Err(ApiError::field(field, format!("must be between {lo} and {hi}, got {v}")))
-        }
+        Some(v) if !(lo..=hi).contains(&v) => Err(ApiError::field(field, format!("must be between {lo} and {hi}, got {v}"))),
         _ => Ok(()),
     }
 }
 
 pub fn range_i64(field: &str, value: Option<i64>, lo: i64, hi: i64) -> Result<(), ApiError> {
     match value {
-        Some(v) if !(lo..=hi).contains(&v) => {
-            Err(ApiError::field(field, format!("must be between {lo} and {hi}, got {v}")))
-        }
+        Some(v) if !(lo..=hi).contains(&v) => Err(ApiError::field(field, format!("must be between {lo} and {hi}, got {v}"))),
         _ => Ok(()),
     }
 }
 
 /// An absolute URL with one of `schemes` and a host.
 pub fn url(field: &str, raw: &str, schemes: &[&str]) -> Result<url::Url, ApiError> {
-    let parsed = url::Url::parse(raw)
-        .map_err(|err| ApiError::field(field, format!("{raw:?} is not a URL: {err}")))?;
+    let parsed = url::Url::parse(raw).map_err(|err| ApiError::field(field, format!("{raw:?} is not a URL: {err}")))?;
     if !schemes.contains(&parsed.scheme()) || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::field(
-            field,
-            format!("{raw:?} must be an absolute {} URL", schemes.join(" or ")),
-        ));
+        return Err(ApiError::field(field, format!("{raw:?} must be an absolute {} URL", schemes.join(" or "))));
     }
     Ok(parsed)
 }

@@ -1,8 +1,8 @@
 //! Voices this install can speak. Today that is the offline espeak-ng engine; hosted TTS
 //! providers will add their own entries (and provider-prefixed ids) when they exist.
 
-use axum::extract::Path;
 use axum::Json;
+use axum::extract::Path;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -1,14 +1,14 @@
 //! A call's webhook deliveries, and asking for one to be sent again.
 
-use axum::extract::{Path, State};
 use axum::Json;
+use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::ApiState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::Workspace;
-use super::ApiState;
-use crate::domain::{now_ms, CallId, EventId};
+use crate::domain::{CallId, EventId, now_ms};
 use crate::store::{AttemptRow, DeliveryState, WebhookRow};
 
 /// One event and its delivery so far.

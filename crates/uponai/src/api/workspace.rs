@@ -1,15 +1,15 @@
 //! Workspace-level settings (provider trunks) and key identity.
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
 use super::validate::{from_document, to_document};
-use super::{nullable, ApiState};
-use crate::dispatch::limits::{CpsProvider, Limits, DEFAULT_CONCURRENCY, MAX_CONCURRENCY};
+use super::{ApiState, nullable};
+use crate::dispatch::limits::{CpsProvider, DEFAULT_CONCURRENCY, Limits, MAX_CONCURRENCY};
 use crate::domain::{TerminationUri, Transport, WorkspaceId};
 
 /// The providers whose numbers ride a workspace-wide trunk.
@@ -169,11 +169,7 @@ pub struct ApiKeyInfo {
 }
 
 /// The workspace's trunk for `provider`, if configured.
-pub async fn provider_trunk(
-    state: &ApiState,
-    workspace_id: &WorkspaceId,
-    provider: Provider,
-) -> ApiResult<Option<ProviderTrunk>> {
+pub async fn provider_trunk(state: &ApiState, workspace_id: &WorkspaceId, provider: Provider) -> ApiResult<Option<ProviderTrunk>> {
     let settings = load(state, workspace_id).await?;
     Ok(match provider {
         Provider::Twilio => settings.twilio_trunk,
@@ -182,17 +178,12 @@ pub async fn provider_trunk(
 }
 
 async fn load(state: &ApiState, workspace_id: &WorkspaceId) -> ApiResult<WorkspaceSettings> {
-    let document = state
-        .store
-        .workspace_settings(workspace_id)
-        .await
-        .map_err(|err| ApiError::from_store(err, "workspace"))?;
+    let document = state.store.workspace_settings(workspace_id).await.map_err(|err| ApiError::from_store(err, "workspace"))?;
     from_document(&document)
 }
 
 fn check_trunk(field: &str, trunk: &ProviderTrunk) -> ApiResult<ProviderTrunk> {
-    TerminationUri::parse(&trunk.termination_uri)
-        .map_err(|err| ApiError::field(format!("{field}.termination_uri"), err))?;
+    TerminationUri::parse(&trunk.termination_uri).map_err(|err| ApiError::field(format!("{field}.termination_uri"), err))?;
     let transport = match &trunk.transport {
         None => None,
         Some(raw) => Some(
@@ -264,10 +255,7 @@ fn check_limits(settings: &WorkspaceSettings) -> ApiResult<()> {
 /// The workspace's settings.
 #[utoipa::path(get, path = "/get-workspace-settings", tag = "Workspace",
     responses((status = 200, body = WorkspaceSettingsResponse), (status = 401, body = ErrorBody)))]
-pub async fn get_settings(
-    State(state): State<ApiState>,
-    Workspace(key): Workspace,
-) -> ApiResult<Json<WorkspaceSettingsResponse>> {
+pub async fn get_settings(State(state): State<ApiState>, Workspace(key): Workspace) -> ApiResult<Json<WorkspaceSettingsResponse>> {
     let settings = load(&state, &key.workspace_id).await?;
     Ok(Json(response(&key.workspace_id, settings)?))
 }
@@ -340,9 +328,5 @@ pub async fn get_concurrency(State(state): State<ApiState>, Workspace(key): Work
 #[utoipa::path(get, path = "/get-api-key-info", tag = "Workspace",
     responses((status = 200, body = ApiKeyInfo), (status = 401, body = ErrorBody)))]
 pub async fn api_key_info(Workspace(key): Workspace) -> Json<ApiKeyInfo> {
-    Json(ApiKeyInfo {
-        org_id: key.workspace_id.to_string(),
-        org_name: key.workspace_name,
-        api_key_name: Some(key.key_name),
-    })
+    Json(ApiKeyInfo { org_id: key.workspace_id.to_string(), org_name: key.workspace_name, api_key_name: Some(key.key_name) })
 }

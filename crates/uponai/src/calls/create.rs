@@ -2,16 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::dispatch::limits::CpsProvider;
 use crate::dispatch::TrunkRef;
-use crate::domain::agent::{engine_ref, EngineRef};
-use crate::domain::{
-    AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString,
-    Direction, WorkspaceId,
-};
-use crate::store::{CallRow, Document, Store, StoreError, AGENTS, LLMS};
+use crate::dispatch::limits::CpsProvider;
+use crate::domain::agent::{EngineRef, engine_ref};
+use crate::domain::{AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString, Direction, WorkspaceId};
+use crate::store::{AGENTS, CallRow, Document, LLMS, Store, StoreError};
 
 /// Which kind of leg the call is.
 #[derive(Clone, Debug)]
@@ -63,8 +60,7 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> CreateCallError {
 }
 
 /// Where Retell-type (Twilio and Telnyx) numbers may call: the hosted service's 15 countries.
-pub const PROVIDER_COUNTRIES: [&str; 15] =
-    ["US", "CA", "GB", "AU", "DE", "ES", "FR", "IT", "MX", "JP", "IN", "ID", "PH", "MY", "TH"];
+pub const PROVIDER_COUNTRIES: [&str; 15] = ["US", "CA", "GB", "AU", "DE", "ES", "FR", "IT", "MX", "JP", "IN", "ID", "PH", "MY", "TH"];
 
 /// A call ready to be stored: validated, its agent picked, and (outbound) its trunk known.
 #[derive(Debug)]
@@ -88,12 +84,7 @@ pub async fn create_call(
 }
 
 /// Everything of call creation but storing it.
-pub async fn prepare_call(
-    store: &Store,
-    workspace_id: &WorkspaceId,
-    request: NewCall,
-    roll: f64,
-) -> Result<PreparedCall, CreateCallError> {
+pub async fn prepare_call(store: &Store, workspace_id: &WorkspaceId, request: NewCall, roll: f64) -> Result<PreparedCall, CreateCallError> {
     let mut document = Document::new();
     let mut trunk = None;
     let (direction, from_number, to_number, bound_agents) = match &request.leg {
@@ -106,8 +97,7 @@ pub async fn prepare_call(
                     format!("is honoured only for custom (imported) numbers; {} is {}", number.phone_number, number.phone_number_type),
                 ));
             }
-            let to = DialString::parse(to_number, *ignore_e164_validation)
-                .map_err(|err| invalid("to_number", err.to_string()))?;
+            let to = DialString::parse(to_number, *ignore_e164_validation).map_err(|err| invalid("to_number", err.to_string()))?;
             check_destination_country(&number, &to)?;
             trunk = Some(trunk_of(&number));
             if !custom_sip_headers.is_empty() {
@@ -151,30 +141,26 @@ pub async fn prepare_call(
         }
     };
     let version_ref = version_ref.unwrap_or(AgentVersionRef::Latest);
-    let agent = store
-        .get_versioned(AGENTS, workspace_id, agent_id.as_str(), Some(version_ref))
-        .await
-        .map_err(|err| match err {
-            StoreError::NotFound => invalid(
-                if request.override_agent_version.is_some() { "override_agent_version" } else { agent_field },
-                format!("agent {agent_id} has no version {version_ref:?} in this workspace"),
-            ),
-            other => other.into(),
-        })?;
+    let agent = store.get_versioned(AGENTS, workspace_id, agent_id.as_str(), Some(version_ref)).await.map_err(|err| match err {
+        StoreError::NotFound => invalid(
+            if request.override_agent_version.is_some() { "override_agent_version" } else { agent_field },
+            format!("agent {agent_id} has no version {version_ref:?} in this workspace"),
+        ),
+        other => other.into(),
+    })?;
 
     let mut effective_agent = agent.document.clone();
     effective_agent.extend(request.agent_override.clone());
     match engine_ref(&effective_agent) {
         Some(EngineRef::RetellLlm { llm_id, version }) => {
-            let llm = store
-                .get_versioned(LLMS, workspace_id, llm_id.as_str(), version.map(AgentVersionRef::Number))
-                .await
-                .map_err(|err| match err {
-                    StoreError::NotFound => invalid(
-                        "agent_override",
-                        format!("the agent's retell llm {llm_id} (version {version:?}) no longer exists"),
-                    ),
-                    other => other.into(),
+            let llm =
+                store.get_versioned(LLMS, workspace_id, llm_id.as_str(), version.map(AgentVersionRef::Number)).await.map_err(|err| {
+                    match err {
+                        StoreError::NotFound => {
+                            invalid("agent_override", format!("the agent's retell llm {llm_id} (version {version:?}) no longer exists"))
+                        }
+                        other => other.into(),
+                    }
                 })?;
             let mut effective_llm = llm.document;
             effective_llm.extend(request.retell_llm_override.clone());
@@ -265,21 +251,29 @@ fn check_destination_country(number: &crate::store::NumberRow, to: &DialString) 
         return Ok(());
     }
     let Some(country) = to.region() else {
-        return Err(invalid("to_number", format!("cannot tell which country {} is in, and {} may only call some countries", to.as_str(), number.phone_number)));
+        return Err(invalid(
+            "to_number",
+            format!("cannot tell which country {} is in, and {} may only call some countries", to.as_str(), number.phone_number),
+        ));
     };
     if provider_number && !PROVIDER_COUNTRIES.contains(&country) {
         return Err(invalid(
             "to_number",
-            format!("{country} is not a country {} numbers can call (allowed: {})", number.phone_number_type, PROVIDER_COUNTRIES.join(", ")),
+            format!(
+                "{country} is not a country {} numbers can call (allowed: {})",
+                number.phone_number_type,
+                PROVIDER_COUNTRIES.join(", ")
+            ),
         ));
     }
     if let Some(allowed) = narrowed
-        && !allowed.contains(&country) {
-            return Err(invalid(
-                "to_number",
-                format!("{country} is not in allowed_outbound_country_list of {} ({})", number.phone_number, allowed.join(", ")),
-            ));
-        }
+        && !allowed.contains(&country)
+    {
+        return Err(invalid(
+            "to_number",
+            format!("{country} is not in allowed_outbound_country_list of {} ({})", number.phone_number, allowed.join(", ")),
+        ));
+    }
     Ok(())
 }
 
@@ -293,10 +287,9 @@ async fn find_number(
     let parsed = DialString::parse(raw, allow_raw).map_err(|err| invalid("from_number", err.to_string()))?;
     match store.get_number(workspace_id, parsed.as_str()).await {
         Ok(number) => Ok(number),
-        Err(StoreError::NotFound) => Err(invalid(
-            "from_number",
-            format!("{raw} is not a number of this workspace; import or create it first"),
-        )),
+        Err(StoreError::NotFound) => {
+            Err(invalid("from_number", format!("{raw} is not a number of this workspace; import or create it first")))
+        }
         Err(other) => Err(other.into()),
     }
 }
@@ -310,12 +303,8 @@ fn bound_agents(document: &Document, key: &str) -> Result<Option<AgentWeights>, 
     let entries = list.iter().map(|entry| {
         let agent_id = entry.get("agent_id").and_then(Value::as_str).unwrap_or_default().to_owned();
         let weight = entry.get("weight").and_then(Value::as_f64).unwrap_or_default();
-        let version = entry
-            .get("agent_version")
-            .filter(|v| !v.is_null())
-            .and_then(|v| AgentVersionRef::parse(v).ok());
+        let version = entry.get("agent_version").filter(|v| !v.is_null()).and_then(|v| AgentVersionRef::parse(v).ok());
         (agent_id, weight, version)
     });
-    AgentWeights::parse(entries.collect::<Vec<_>>())
-        .map_err(|err| CreateCallError::Store(StoreError::Corrupt(format!("{key}: {err}"))))
+    AgentWeights::parse(entries.collect::<Vec<_>>()).map_err(|err| CreateCallError::Store(StoreError::Corrupt(format!("{key}: {err}"))))
 }

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use media::sdp;
 use serde_json::json;
 use sip::dialog::Dialog;
-use sip::endpoint::{new_token, Target, TransportKind};
+use sip::endpoint::{Target, TransportKind, new_token};
 use sip::{Incoming, NameAddr, Request, Response, ServerTxHandle, SipUri};
 
-use super::create::{create_call, CallLeg, CreateCallError, NewCall};
+use super::create::{CallLeg, CreateCallError, NewCall, create_call};
 use super::outcome::status_after_connect;
 use super::runtime::{CallRuntime, REGISTERED_CALL_TIMEOUT_MS};
-use super::talk::{talk, Leg};
+use super::talk::{Leg, talk};
 use super::trunk;
-use crate::domain::{now_ms, CallId, CallStatus, DisconnectionReason, WorkspaceId};
+use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId, now_ms};
 use crate::store::{CallRow, Document};
 
 pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
@@ -50,12 +50,8 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
             tracing::warn!(source = %incoming.source.addr, number = %number_row.phone_number, "call.refused: source is not the number's trunk");
             return reject(403, "Forbidden").await;
         }
-        let caller = request
-            .headers
-            .get("from")
-            .and_then(|from| NameAddr::parse(from).ok())
-            .and_then(|from| from.uri.user)
-            .unwrap_or_default();
+        let caller =
+            request.headers.get("from").and_then(|from| NameAddr::parse(from).ok()).and_then(|from| from.uri.user).unwrap_or_default();
         let new_call = NewCall {
             leg: CallLeg::Inbound { from_number: caller, to_number: number_row.phone_number.clone() },
             override_agent_id: None,
@@ -111,7 +107,12 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
 }
 
 /// A concurrency slot for an inbound call, waiting (ringing) up to the queue time for one.
-async fn wait_for_slot(rt: &Arc<CallRuntime>, workspace_id: &WorkspaceId, invite: &Request, tx: &ServerTxHandle) -> Option<crate::dispatch::Ticket> {
+async fn wait_for_slot(
+    rt: &Arc<CallRuntime>,
+    workspace_id: &WorkspaceId,
+    invite: &Request,
+    tx: &ServerTxHandle,
+) -> Option<crate::dispatch::Ticket> {
     let limits = rt.limits(workspace_id).await;
     if let Some(slot) = rt.admissions.try_inbound_slot(workspace_id, &limits) {
         return Some(slot);

@@ -20,5 +20,5 @@ pub mod runtime;
 pub mod talk;
 pub mod trunk;
 
-pub use create::{create_call, prepare_call, CallLeg, CreateCallError, NewCall, PreparedCall};
+pub use create::{CallLeg, CreateCallError, NewCall, PreparedCall, create_call, prepare_call};
 pub use runtime::CallRuntime;

@@ -5,19 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::sdp::{self, Codec};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sip::auth::Challenge;
 use sip::dialog::Dialog;
-use sip::endpoint::{new_token, ClientEvent, Target, TransportKind};
+use sip::endpoint::{ClientEvent, Target, TransportKind, new_token};
 use sip::{Headers, Method, Request, Response, SipUri};
 use tokio::time::Instant;
 
-use super::outcome::{status_after_connect, DialFailure};
+use super::outcome::{DialFailure, status_after_connect};
 use super::runtime::CallRuntime;
-use super::talk::{talk, Leg};
+use super::talk::{Leg, talk};
 use super::trunk::{self, DialPlan};
 use crate::dispatch::Ticket;
-use crate::domain::{now_ms, CallStatus, DisconnectionReason, WorkspaceId};
+use crate::domain::{CallStatus, DisconnectionReason, WorkspaceId, now_ms};
 use crate::store::{CallRow, Document};
 
 /// Default and bounds of `ring_duration_ms`.
@@ -232,7 +232,8 @@ fn with_credentials(rt: &CallRuntime, invite: &Request, challenge: &Response, pl
     let (challenge_header, answer_header) =
         if challenge.status == 407 { ("proxy-authenticate", "Proxy-Authorization") } else { ("www-authenticate", "Authorization") };
     let challenge = Challenge::parse(challenge.headers.get(challenge_header)?).ok()?;
-    let answer = challenge.answer("INVITE", &invite.uri, plan.username.as_deref()?, plan.password.as_deref().unwrap_or_default(), &new_token(), 1);
+    let answer =
+        challenge.answer("INVITE", &invite.uri, plan.username.as_deref()?, plan.password.as_deref().unwrap_or_default(), &new_token(), 1);
     let mut retry = invite.clone();
     let (cseq, _) = invite.cseq();
     retry.headers.set("Via", rt.endpoint.via(plan.target.transport));

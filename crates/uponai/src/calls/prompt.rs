@@ -2,7 +2,6 @@
 //! once, spoken by the offline espeak-ng voice if that program is installed, else it stays
 //! silent. Caller audio is received and discarded.
 
-
 use media::{Frame, SAMPLES_PER_FRAME};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -75,7 +74,6 @@ fn to_frames(samples: &[i16]) -> Vec<Frame> {
         })
         .collect()
 }
-
 
 #[cfg(test)]
 mod tests {

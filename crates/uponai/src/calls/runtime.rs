@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{now_ms, CallId, CallStatus, DisconnectionReason, WorkspaceId};
+use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId, now_ms};
 use crate::store::{CallEnd, CallRow, Document, Store};
 use crate::webhooks::{Transition, Webhooks};
 
@@ -170,7 +170,14 @@ impl CallRuntime {
 
     /// Ends a call once, with its basic analysis and its events, logging the outcome with the
     /// same words the API uses.
-    pub async fn end(&self, workspace_id: &WorkspaceId, call_id: &CallId, status: CallStatus, reason: DisconnectionReason, mut patch: Document) {
+    pub async fn end(
+        &self,
+        workspace_id: &WorkspaceId,
+        call_id: &CallId,
+        status: CallStatus,
+        reason: DisconnectionReason,
+        mut patch: Document,
+    ) {
         patch.entry("call_analysis").or_insert_with(|| super::outcome::basic_analysis(status, reason));
         let end = CallEnd { status, reason, end_timestamp: now_ms(), document_patch: patch };
         let planner = self.webhooks.planner(workspace_id).await;
@@ -222,7 +229,8 @@ impl CallRuntime {
             let cutoff_us = (now_ms() - REGISTERED_CALL_TIMEOUT_MS) * 1000;
             for (workspace_id, call, _) in calls {
                 if call.call_status == CallStatus::Registered && call.document.get("dial_in").is_some() && call.created_at < cutoff_us {
-                    self.end(&workspace_id, &call.call_id, CallStatus::Error, DisconnectionReason::RegisteredCallTimeout, Document::new()).await;
+                    self.end(&workspace_id, &call.call_id, CallStatus::Error, DisconnectionReason::RegisteredCallTimeout, Document::new())
+                        .await;
                 }
             }
         }

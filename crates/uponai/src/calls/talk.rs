@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use media::session::{MediaChannels, Recording, SessionConfig};
 use media::{MediaEvent, MediaParams, MediaSession, MediaStats};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sip::dialog::Dialog;
 use sip::endpoint::{ClientEvent, Target};
 use sip::{Incoming, Method, Request, Response};
@@ -73,12 +73,8 @@ pub async fn talk(
     };
 
     let agent_cancel = CancellationToken::new();
-    let begin_message = call
-        .document
-        .get("effective_llm")
-        .and_then(|llm| llm.get("begin_message"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let begin_message =
+        call.document.get("effective_llm").and_then(|llm| llm.get("begin_message")).and_then(Value::as_str).map(str::to_owned);
     let agent = tokio::spawn(super::prompt::run(begin_message, from_agent_tx, to_agent_rx, agent_cancel.clone()));
 
     let max_ms = call

@@ -114,7 +114,8 @@ async fn trunk_settings(store: &Store, workspace_id: &WorkspaceId, number: &Numb
                 _ => ("twilio_trunk", Transport::Udp, false),
             };
             let settings = store.workspace_settings(workspace_id).await.map_err(|err| PlanError::NoTrunk(err.to_string()))?;
-            let trunk = settings.get(key).and_then(Value::as_object).ok_or_else(|| PlanError::NoTrunk(format!("workspace has no {key}")))?;
+            let trunk =
+                settings.get(key).and_then(Value::as_object).ok_or_else(|| PlanError::NoTrunk(format!("workspace has no {key}")))?;
             Ok(TrunkSettings {
                 termination_uri: text(trunk, "termination_uri").ok_or_else(|| PlanError::NoTrunk(key.to_owned()))?.to_owned(),
                 username: text(trunk, "auth_username").map(str::to_owned),
@@ -132,10 +133,8 @@ async fn trunk_settings(store: &Store, workspace_id: &WorkspaceId, number: &Numb
 pub async fn plan(store: &Store, workspace_id: &WorkspaceId, number: &NumberRow) -> Result<DialPlan, PlanError> {
     let settings = trunk_settings(store, workspace_id, number).await?;
     let uri = TerminationUri::parse(&settings.termination_uri).map_err(|err| PlanError::NoTrunk(err.to_string()))?;
-    let transport = uri
-        .transport()
-        .or_else(|| settings.transport.as_deref().and_then(Transport::parse))
-        .unwrap_or(settings.default_transport);
+    let transport =
+        uri.transport().or_else(|| settings.transport.as_deref().and_then(Transport::parse)).unwrap_or(settings.default_transport);
     let kind = match transport {
         Transport::Udp => TransportKind::Udp,
         Transport::Tcp => TransportKind::Tcp,
@@ -150,10 +149,11 @@ pub async fn plan(store: &Store, workspace_id: &WorkspaceId, number: &NumberRow)
     };
     let mut provider_headers = Vec::new();
     if settings.telnyx
-        && let Some(username) = &settings.username {
-            // Telnyx requires this on calls authenticated by credentials.
-            provider_headers.push(("X-Telnyx-Username".to_owned(), username.clone()));
-        }
+        && let Some(username) = &settings.username
+    {
+        // Telnyx requires this on calls authenticated by credentials.
+        provider_headers.push(("X-Telnyx-Username".to_owned(), username.clone()));
+    }
     let allowed_sources = match settings.allowed_sources {
         Some(list) => list.iter().filter_map(|raw| IpNet::parse(raw)).collect(),
         None => vec![IpNet { addr: addr.ip(), prefix: if addr.is_ipv4() { 32 } else { 128 } }],

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{sleep_unless_stopped, wait_for_admission, Dispatcher};
-use crate::calls::{prepare_call, CallLeg, CallRuntime, CreateCallError, NewCall};
+use super::{Dispatcher, sleep_unless_stopped, wait_for_admission};
+use crate::calls::{CallLeg, CallRuntime, CreateCallError, NewCall, prepare_call};
 use crate::domain::time_window::CallTimeWindow;
-use crate::domain::{now_ms, AgentId, AgentVersionRef, WorkspaceId};
+use crate::domain::{AgentId, AgentVersionRef, WorkspaceId, now_ms};
 use crate::store::{BatchRow, Document};
 
 /// Tasks read from the store per step.

@@ -60,9 +60,8 @@ pub struct Limits {
 impl Limits {
     /// Reads the workspace settings document (validated when written); defaults where unset.
     pub fn from_settings(settings: &Document) -> Self {
-        let number = |value: Option<&Value>, default: u32| {
-            value.and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).unwrap_or(default)
-        };
+        let number =
+            |value: Option<&Value>, default: u32| value.and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).unwrap_or(default);
         let cps = settings.get("cps_config");
         let concurrency = number(settings.get("concurrency_limit"), DEFAULT_CONCURRENCY);
         let limits = Self {

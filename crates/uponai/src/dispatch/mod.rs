@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::calls::{outbound, CallRuntime};
+use crate::calls::{CallRuntime, outbound};
 use crate::domain::{CallId, WorkspaceId};
 use limits::{CpsProvider, Limits};
 use pacer::{Admission, Pacer};
@@ -81,10 +81,7 @@ impl Admissions {
         }
         let cps = limits.cps(trunk.provider);
         let pacer_key = format!("{workspace_id}/{}/{}", trunk.provider.key(), trunk.key);
-        let admission = state
-            .pacer
-            .admit(&pacer_key, cps, now)
-            .map_err(|retry_after| Refusal::Cps { limit: cps, retry_after })?;
+        let admission = state.pacer.admit(&pacer_key, cps, now).map_err(|retry_after| Refusal::Cps { limit: cps, retry_after })?;
         *state.live.entry(workspace_id.clone()).or_default() += 1;
         Ok(Ticket { admissions: self.clone(), workspace_id: workspace_id.clone(), admission: Some(admission), cps })
     }
@@ -202,7 +199,13 @@ impl Dispatcher {
         tokio::spawn(async move {
             let Ok(number) = runtime.store.get_number(&workspace_id, &call.from_number).await else {
                 runtime
-                    .end(&workspace_id, &call.call_id, crate::domain::CallStatus::NotConnected, crate::domain::DisconnectionReason::TelephonyProviderUnavailable, crate::store::Document::new())
+                    .end(
+                        &workspace_id,
+                        &call.call_id,
+                        crate::domain::CallStatus::NotConnected,
+                        crate::domain::DisconnectionReason::TelephonyProviderUnavailable,
+                        crate::store::Document::new(),
+                    )
                     .await;
                 return;
             };

@@ -9,8 +9,13 @@ use super::LlmId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineRef {
     /// A Retell LLM of the workspace; `None` version means its latest.
-    RetellLlm { llm_id: LlmId, version: Option<i64> },
-    CustomLlm { websocket_url: String },
+    RetellLlm {
+        llm_id: LlmId,
+        version: Option<i64>,
+    },
+    CustomLlm {
+        websocket_url: String,
+    },
 }
 
 pub fn engine_ref(document: &serde_json::Map<String, Value>) -> Option<EngineRef> {
@@ -20,9 +25,7 @@ pub fn engine_ref(document: &serde_json::Map<String, Value>) -> Option<EngineRef
             llm_id: LlmId::parse(engine.get("llm_id")?.as_str()?)?,
             version: engine.get("version").and_then(Value::as_i64),
         }),
-        "custom-llm" => Some(EngineRef::CustomLlm {
-            websocket_url: engine.get("llm_websocket_url")?.as_str()?.to_owned(),
-        }),
+        "custom-llm" => Some(EngineRef::CustomLlm { websocket_url: engine.get("llm_websocket_url")?.as_str()?.to_owned() }),
         _ => None,
     }
 }
@@ -40,10 +43,7 @@ mod tests {
             Some(EngineRef::RetellLlm { llm_id: LlmId::parse("llm_00ff").unwrap(), version: Some(3) })
         );
         let unpinned = json!({"response_engine": {"type": "retell-llm", "llm_id": "llm_00ff"}});
-        assert!(matches!(
-            engine_ref(unpinned.as_object().unwrap()),
-            Some(EngineRef::RetellLlm { version: None, .. })
-        ));
+        assert!(matches!(engine_ref(unpinned.as_object().unwrap()), Some(EngineRef::RetellLlm { version: None, .. })));
         assert_eq!(engine_ref(json!({}).as_object().unwrap()), None);
     }
 }

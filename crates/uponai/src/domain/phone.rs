@@ -27,8 +27,7 @@ impl E164 {
         if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PhoneError::NotE164(raw.to_owned()));
         }
-        let number =
-            phonenumber::parse(None, raw).map_err(|_| PhoneError::Invalid(raw.to_owned()))?;
+        let number = phonenumber::parse(None, raw).map_err(|_| PhoneError::Invalid(raw.to_owned()))?;
         if !phonenumber::is_valid(&number) {
             return Err(PhoneError::Invalid(raw.to_owned()));
         }
@@ -76,16 +75,9 @@ impl DialString {
             Ok(number) => Ok(Self::E164(number)),
             Err(err) if !allow_raw => Err(err),
             Err(_) => {
-                let dialable = !raw.is_empty()
-                    && raw.len() <= 64
-                    && raw
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+*#._-".contains(&b));
-                if dialable {
-                    Ok(Self::Raw(raw.to_owned()))
-                } else {
-                    Err(PhoneError::NotDialable(raw.to_owned()))
-                }
+                let dialable =
+                    !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"+*#._-".contains(&b));
+                if dialable { Ok(Self::Raw(raw.to_owned())) } else { Err(PhoneError::NotDialable(raw.to_owned())) }
             }
         }
     }

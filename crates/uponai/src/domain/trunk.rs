@@ -75,11 +75,9 @@ impl TerminationUri {
         } else {
             !host.is_empty()
                 && host.len() <= 253
-                && host.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
+                && host
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         };
         if !host_ok {
             return Err(bad());
@@ -135,10 +133,7 @@ mod tests {
         let with_port = TerminationUri::parse("127.0.0.1:5070").unwrap();
         assert_eq!((with_port.host(), with_port.port()), ("127.0.0.1", Some(5070)));
         let uri = TerminationUri::parse("sip:trunk.example.com:5080;transport=tcp").unwrap();
-        assert_eq!(
-            (uri.host(), uri.port(), uri.transport()),
-            ("trunk.example.com", Some(5080), Some(Transport::Tcp))
-        );
+        assert_eq!((uri.host(), uri.port(), uri.transport()), ("trunk.example.com", Some(5080), Some(Transport::Tcp)));
         assert_eq!(TerminationUri::parse("sips:t.example.com").unwrap().transport(), Some(Transport::Tls));
         assert_eq!(TerminationUri::parse("sip:[::1]:5060").unwrap().host(), "[::1]");
     }

@@ -27,13 +27,10 @@ impl AgentVersionRef {
         match raw {
             "latest" => Ok(Self::Latest),
             "latest_published" => Ok(Self::LatestPublished),
-            digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits
-                .parse()
-                .map(Self::Number)
-                .map_err(|_| format!("version {digits:?} is out of range")),
-            other => Err(format!(
-                "version tag {other:?} is not known; use a version number, \"latest\" or \"latest_published\""
-            )),
+            digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                digits.parse().map(Self::Number).map_err(|_| format!("version {digits:?} is out of range"))
+            }
+            other => Err(format!("version tag {other:?} is not known; use a version number, \"latest\" or \"latest_published\"")),
         }
     }
 }
@@ -48,10 +45,7 @@ mod tests {
         assert_eq!(AgentVersionRef::parse(&json!(3)), Ok(AgentVersionRef::Number(3)));
         assert_eq!(AgentVersionRef::parse(&json!("7")), Ok(AgentVersionRef::Number(7)));
         assert_eq!(AgentVersionRef::parse(&json!("latest")), Ok(AgentVersionRef::Latest));
-        assert_eq!(
-            AgentVersionRef::parse(&json!("latest_published")),
-            Ok(AgentVersionRef::LatestPublished)
-        );
+        assert_eq!(AgentVersionRef::parse(&json!("latest_published")), Ok(AgentVersionRef::LatestPublished));
     }
 
     #[test]

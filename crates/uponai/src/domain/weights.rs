@@ -29,13 +29,10 @@ pub enum WeightsError {
 impl AgentWeights {
     /// `entries` are `(agent_id, weight, version)` as they came off the wire. An empty list
     /// means "no agent bound" and is represented by `None`.
-    pub fn parse(
-        entries: impl IntoIterator<Item = (String, f64, Option<AgentVersionRef>)>,
-    ) -> Result<Option<Self>, WeightsError> {
+    pub fn parse(entries: impl IntoIterator<Item = (String, f64, Option<AgentVersionRef>)>) -> Result<Option<Self>, WeightsError> {
         let mut parsed = Vec::new();
         for (index, (raw_id, weight, agent_version)) in entries.into_iter().enumerate() {
-            let agent_id = AgentId::parse(&raw_id)
-                .ok_or(WeightsError::BadAgentId { index, raw: raw_id })?;
+            let agent_id = AgentId::parse(&raw_id).ok_or(WeightsError::BadAgentId { index, raw: raw_id })?;
             if !(weight > 0.0 && weight <= 1.0) {
                 return Err(WeightsError::WeightOutOfRange { index, weight });
             }
@@ -81,10 +78,7 @@ mod tests {
     #[test]
     fn thirds_sum_to_one_within_tolerance() {
         let third = 1.0 / 3.0;
-        let weights =
-            AgentWeights::parse([(id(1), third, None), (id(2), third, None), (id(3), third, None)])
-                .unwrap()
-                .unwrap();
+        let weights = AgentWeights::parse([(id(1), third, None), (id(2), third, None), (id(3), third, None)]).unwrap().unwrap();
         assert_eq!(weights.entries().len(), 3);
     }
 
@@ -94,18 +88,13 @@ mod tests {
             AgentWeights::parse([(id(1), 0.0, None), (id(2), 1.0, None)]),
             Err(WeightsError::WeightOutOfRange { index: 0, weight: 0.0 })
         );
-        assert_eq!(
-            AgentWeights::parse([(id(1), 0.5, None), (id(2), 0.4, None)]),
-            Err(WeightsError::BadSum(0.9))
-        );
+        assert_eq!(AgentWeights::parse([(id(1), 0.5, None), (id(2), 0.4, None)]), Err(WeightsError::BadSum(0.9)));
         assert_eq!(AgentWeights::parse([]), Ok(None));
     }
 
     #[test]
     fn pick_follows_the_cumulative_weights() {
-        let weights = AgentWeights::parse([(id(1), 0.8, None), (id(2), 0.2, None)])
-            .unwrap()
-            .unwrap();
+        let weights = AgentWeights::parse([(id(1), 0.8, None), (id(2), 0.2, None)]).unwrap().unwrap();
         assert_eq!(weights.pick(0.0).agent_id.as_str(), id(1));
         assert_eq!(weights.pick(0.79).agent_id.as_str(), id(1));
         assert_eq!(weights.pick(0.8).agent_id.as_str(), id(2));
@@ -114,14 +103,10 @@ mod tests {
 
     #[test]
     fn an_eighty_twenty_split_lands_near_eighty_twenty() {
-        let weights = AgentWeights::parse([(id(1), 0.8, None), (id(2), 0.2, None)])
-            .unwrap()
-            .unwrap();
+        let weights = AgentWeights::parse([(id(1), 0.8, None), (id(2), 0.2, None)]).unwrap().unwrap();
         let n_rolls = 10_000;
-        let n_first = (0..n_rolls)
-            .map(|i| f64::from(i) / f64::from(n_rolls))
-            .filter(|&roll| weights.pick(roll).agent_id.as_str() == id(1))
-            .count();
+        let n_first =
+            (0..n_rolls).map(|i| f64::from(i) / f64::from(n_rolls)).filter(|&roll| weights.pick(roll).agent_id.as_str() == id(1)).count();
         assert_eq!(n_first, 8_000);
     }
 }

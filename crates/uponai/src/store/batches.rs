@@ -3,8 +3,8 @@
 use sqlx::Row;
 
 use super::calls::insert_call_row;
-use super::paging::{cursor_row, Page, PageRequest};
-use super::{decode_document, encode_document, CallRow, Document, Store, StoreError};
+use super::paging::{Page, PageRequest, cursor_row};
+use super::{CallRow, Document, Store, StoreError, decode_document, encode_document};
 use crate::domain::WorkspaceId;
 
 #[derive(Clone, Debug)]
@@ -85,9 +85,7 @@ impl Store {
         let (cmp, dir) = page.sql_parts();
         let cursor = match &page.after {
             None => None,
-            Some(after) => Some(
-                cursor_row(self.get_batch(workspace_id, after).await)?.created_at,
-            ),
+            Some(after) => Some(cursor_row(self.get_batch(workspace_id, after).await)?.created_at),
         };
         let keyset = if cursor.is_some() { format!("AND (created_at, batch_call_id) {cmp} ($2, $3)") } else { String::new() };
         let sql = format!(
@@ -106,11 +104,10 @@ impl Store {
 
     /// Batches a worker should be running (scheduled or running), any workspace.
     pub async fn active_batches(&self) -> Result<Vec<BatchRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {BATCH_COLUMNS} FROM batch_calls WHERE status IN ('scheduled', 'running') ORDER BY created_at"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batch_calls WHERE status IN ('scheduled', 'running') ORDER BY created_at"))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(batch_from_row).collect()
     }
 
@@ -141,7 +138,13 @@ impl Store {
 
     /// Creates the task's call and marks the task called, atomically: a task gets at most one
     /// call. `false` (and nothing written) if the task was not pending any more.
-    pub async fn call_batch_task(&self, workspace_id: &WorkspaceId, batch_call_id: &str, task_index: i64, call: &CallRow) -> Result<Option<CallRow>, StoreError> {
+    pub async fn call_batch_task(
+        &self,
+        workspace_id: &WorkspaceId,
+        batch_call_id: &str,
+        task_index: i64,
+        call: &CallRow,
+    ) -> Result<Option<CallRow>, StoreError> {
         let _writer = self.write_lock.lock().await;
         let call = CallRow { created_at: self.next_created_at(), batch_call_id: Some(batch_call_id.to_owned()), ..call.clone() };
         let mut tx = self.pool.begin().await?;
@@ -164,12 +167,14 @@ impl Store {
 
     pub async fn fail_batch_task(&self, batch_call_id: &str, task_index: i64, error: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
-        sqlx::query("UPDATE batch_tasks SET state = 'failed', error = $3 WHERE batch_call_id = $1 AND task_index = $2 AND state = 'pending'")
-            .bind(batch_call_id)
-            .bind(task_index)
-            .bind(error)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE batch_tasks SET state = 'failed', error = $3 WHERE batch_call_id = $1 AND task_index = $2 AND state = 'pending'",
+        )
+        .bind(batch_call_id)
+        .bind(task_index)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -187,10 +192,11 @@ impl Store {
                 _ => progress.failed = n,
             }
         }
-        let rows = sqlx::query("SELECT call_status, COUNT(*) AS n FROM calls WHERE batch_call_id = $1 GROUP BY call_status ORDER BY call_status")
-            .bind(batch_call_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT call_status, COUNT(*) AS n FROM calls WHERE batch_call_id = $1 GROUP BY call_status ORDER BY call_status")
+                .bind(batch_call_id)
+                .fetch_all(&self.pool)
+                .await?;
         for row in rows {
             progress.calls_by_status.push((row.try_get("call_status")?, row.try_get("n")?));
         }

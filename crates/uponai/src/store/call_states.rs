@@ -4,9 +4,9 @@
 
 use sqlx::Row;
 
-use super::calls::{call_from_row, CALL_COLUMNS};
+use super::calls::{CALL_COLUMNS, call_from_row};
 use super::webhooks::NewWebhook;
-use super::{encode_document, CallRow, Document, Store, StoreError};
+use super::{CallRow, Document, Store, StoreError, encode_document};
 use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId};
 
 /// How a call ended, as the store records it.
@@ -31,8 +31,7 @@ async fn call_with_workspace<'e>(
         .bind(call_id.as_str())
         .fetch_optional(executor)
         .await?;
-    row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?)))
-        .transpose()
+    row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?))).transpose()
 }
 
 impl Store {

@@ -4,10 +4,8 @@
 use sqlx::Row;
 
 use super::paging::cursor_row;
-use super::{decode_document, encode_document, Document, Store, StoreError};
-use crate::domain::{
-    AgentId, CallId, CallStatus, CallType, Direction, DisconnectionReason, WorkspaceId,
-};
+use super::{Document, Store, StoreError, decode_document, encode_document};
+use crate::domain::{AgentId, CallId, CallStatus, CallType, Direction, DisconnectionReason, WorkspaceId};
 
 #[derive(Clone, Debug)]
 pub struct CallRow {
@@ -43,11 +41,7 @@ impl Store {
     /// Inserts a call, unless the workspace already made one with the same idempotency key
     /// within the window: then that call is returned and nothing is inserted. The check and
     /// the insert are one critical section, so concurrent retries cannot both insert.
-    pub async fn insert_call(
-        &self,
-        workspace_id: &WorkspaceId,
-        call: &CallRow,
-    ) -> Result<(CallRow, bool), StoreError> {
+    pub async fn insert_call(&self, workspace_id: &WorkspaceId, call: &CallRow) -> Result<(CallRow, bool), StoreError> {
         let _writer = self.write_lock.lock().await;
         let call = CallRow { created_at: self.next_created_at(), ..call.clone() };
         if let Some(key) = &call.idempotency_key {
@@ -85,29 +79,18 @@ impl Store {
         row.as_ref().map(call_from_row).transpose()
     }
 
-    pub async fn get_call(
-        &self,
-        workspace_id: &WorkspaceId,
-        call_id: &CallId,
-    ) -> Result<CallRow, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE workspace_id = $1 AND call_id = $2"
-        ))
-        .bind(workspace_id.as_str())
-        .bind(call_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    pub async fn get_call(&self, workspace_id: &WorkspaceId, call_id: &CallId) -> Result<CallRow, StoreError> {
+        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE workspace_id = $1 AND call_id = $2"))
+            .bind(workspace_id.as_str())
+            .bind(call_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         call_from_row(&row)
     }
 
     /// Merges `patch` into the call's document.
-    pub async fn patch_call_document(
-        &self,
-        workspace_id: &WorkspaceId,
-        call_id: &CallId,
-        patch: &Document,
-    ) -> Result<CallRow, StoreError> {
+    pub async fn patch_call_document(&self, workspace_id: &WorkspaceId, call_id: &CallId, patch: &Document) -> Result<CallRow, StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut call = self.get_call(workspace_id, call_id).await?;
         call.document.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -120,11 +103,7 @@ impl Store {
         Ok(call)
     }
 
-    pub async fn delete_call(
-        &self,
-        workspace_id: &WorkspaceId,
-        call_id: &CallId,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_call(&self, workspace_id: &WorkspaceId, call_id: &CallId) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
         let result = sqlx::query("DELETE FROM calls WHERE workspace_id = $1 AND call_id = $2")
             .bind(workspace_id.as_str())
@@ -150,15 +129,9 @@ impl Store {
         let (cmp, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
         let cursor_created_at = match cursor {
             None => None,
-            Some(call_id) => Some(
-                cursor_row(self.get_call(workspace_id, call_id).await)?.created_at,
-            ),
+            Some(call_id) => Some(cursor_row(self.get_call(workspace_id, call_id).await)?.created_at),
         };
-        let keyset = if cursor.is_some() {
-            format!("AND (created_at, call_id) {cmp} ($2, $3)")
-        } else {
-            String::new()
-        };
+        let keyset = if cursor.is_some() { format!("AND (created_at, call_id) {cmp} ($2, $3)") } else { String::new() };
         let sql = format!(
             "SELECT {CALL_COLUMNS} FROM calls WHERE workspace_id = $1 {keyset}
              ORDER BY created_at {dir}, call_id {dir} LIMIT {limit}"
@@ -173,7 +146,11 @@ impl Store {
 }
 
 /// Inserts a call row on `conn` (inside a caller's transaction when it needs one).
-pub(super) async fn insert_call_row(conn: &mut sqlx::SqliteConnection, workspace_id: &WorkspaceId, call: &CallRow) -> Result<(), StoreError> {
+pub(super) async fn insert_call_row(
+    conn: &mut sqlx::SqliteConnection,
+    workspace_id: &WorkspaceId,
+    call: &CallRow,
+) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "INSERT INTO calls (workspace_id, {CALL_COLUMNS})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -214,8 +191,7 @@ pub(super) fn call_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CallRow, St
         call_id: CallId::parse(&call_id).ok_or_else(|| corrupt("call id", &call_id))?,
         call_type: CallType::parse(&call_type).ok_or_else(|| corrupt("call type", &call_type))?,
         direction: Direction::parse(&direction).ok_or_else(|| corrupt("direction", &direction))?,
-        call_status: CallStatus::parse(&call_status)
-            .ok_or_else(|| corrupt("call status", &call_status))?,
+        call_status: CallStatus::parse(&call_status).ok_or_else(|| corrupt("call status", &call_status))?,
         agent_id: AgentId::parse(&agent_id).ok_or_else(|| corrupt("agent id", &agent_id))?,
         agent_version: row.try_get("agent_version")?,
         from_number: row.try_get("from_number")?,
@@ -226,9 +202,7 @@ pub(super) fn call_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CallRow, St
         duration_ms: row.try_get("duration_ms")?,
         disconnection_reason: match reason {
             None => None,
-            Some(raw) => Some(
-                DisconnectionReason::parse(&raw).ok_or_else(|| corrupt("disconnection reason", &raw))?,
-            ),
+            Some(raw) => Some(DisconnectionReason::parse(&raw).ok_or_else(|| corrupt("disconnection reason", &raw))?),
         },
         batch_call_id: row.try_get("batch_call_id")?,
         idempotency_key: row.try_get("idempotency_key")?,

@@ -25,15 +25,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use batches::{BatchProgress, BatchRow, TaskRow};
 pub use call_states::{CallEnd, EventPlan};
 pub use calls::CallRow;
 pub use numbers::{NumberRow, PasswordChange};
 pub use paging::{Page, PageRequest};
-pub use versioned::{VersionRow, Versioned, AGENTS, LLMS};
+pub use versioned::{AGENTS, LLMS, VersionRow, Versioned};
 pub use webhooks::{AfterAttempt, AttemptRecord, AttemptRow, DeliveryState, NewWebhook, WebhookRow};
 pub use workspaces::{ApiKeyRow, AuthenticatedKey};
 
@@ -82,10 +82,7 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("open sqlite database {}", path.display()))?;
-        sqlx::migrate!("../../migrations")
-            .run(&pool)
-            .await
-            .context("migrate database")?;
+        sqlx::migrate!("../../migrations").run(&pool).await.context("migrate database")?;
         Ok(Self { pool, write_lock: tokio::sync::Mutex::new(()), last_created_at: std::sync::Mutex::new(0) })
     }
 

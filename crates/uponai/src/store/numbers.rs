@@ -3,9 +3,9 @@
 
 use sqlx::Row;
 
-use super::paging::{cursor_row, Page, PageRequest};
-use super::{decode_document, encode_document, Document, Store, StoreError};
-use crate::domain::{now_ms, WorkspaceId};
+use super::paging::{Page, PageRequest, cursor_row};
+use super::{Document, Store, StoreError, decode_document, encode_document};
+use crate::domain::{WorkspaceId, now_ms};
 
 #[derive(Clone, Debug)]
 pub struct NumberRow {
@@ -62,18 +62,14 @@ impl Store {
                 auth_password: auth_password.map(str::to_owned),
                 document: document.clone(),
             }),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::Conflict(
-                format!("phone_number {phone_number} is already registered"),
-            )),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::Conflict(format!("phone_number {phone_number} is already registered")))
+            }
             Err(err) => Err(err.into()),
         }
     }
 
-    pub async fn get_number(
-        &self,
-        workspace_id: &WorkspaceId,
-        phone_number: &str,
-    ) -> Result<NumberRow, StoreError> {
+    pub async fn get_number(&self, workspace_id: &WorkspaceId, phone_number: &str) -> Result<NumberRow, StoreError> {
         let row = sqlx::query(
             "SELECT phone_number, phone_number_type, created_at, last_modification_timestamp,
                     auth_password, document
@@ -121,41 +117,26 @@ impl Store {
         self.get_number(workspace_id, phone_number).await
     }
 
-    pub async fn delete_number(
-        &self,
-        workspace_id: &WorkspaceId,
-        phone_number: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_number(&self, workspace_id: &WorkspaceId, phone_number: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
-        let result =
-            sqlx::query("DELETE FROM phone_numbers WHERE workspace_id = $1 AND phone_number = $2")
-                .bind(workspace_id.as_str())
-                .bind(phone_number)
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query("DELETE FROM phone_numbers WHERE workspace_id = $1 AND phone_number = $2")
+            .bind(workspace_id.as_str())
+            .bind(phone_number)
+            .execute(&self.pool)
+            .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
     }
 
-    pub async fn list_numbers(
-        &self,
-        workspace_id: &WorkspaceId,
-        page: &PageRequest,
-    ) -> Result<Page<NumberRow>, StoreError> {
+    pub async fn list_numbers(&self, workspace_id: &WorkspaceId, page: &PageRequest) -> Result<Page<NumberRow>, StoreError> {
         let (cmp, dir) = page.sql_parts();
         let cursor = match &page.after {
             None => None,
-            Some(after) => Some(
-                cursor_row(self.get_number(workspace_id, after).await)?.created_at,
-            ),
+            Some(after) => Some(cursor_row(self.get_number(workspace_id, after).await)?.created_at),
         };
-        let keyset = if cursor.is_some() {
-            format!("AND (created_at, phone_number) {cmp} ($2, $3)")
-        } else {
-            String::new()
-        };
+        let keyset = if cursor.is_some() { format!("AND (created_at, phone_number) {cmp} ($2, $3)") } else { String::new() };
         let sql = format!(
             "SELECT phone_number, phone_number_type, created_at, last_modification_timestamp,
                     auth_password, document
@@ -173,11 +154,7 @@ impl Store {
     }
 
     /// Numbers of the workspace whose bindings mention `agent_id`.
-    pub async fn numbers_mentioning(
-        &self,
-        workspace_id: &WorkspaceId,
-        token: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn numbers_mentioning(&self, workspace_id: &WorkspaceId, token: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT phone_number FROM phone_numbers
              WHERE workspace_id = $1 AND document LIKE $2 ORDER BY phone_number",

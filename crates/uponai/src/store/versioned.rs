@@ -8,8 +8,8 @@
 use sqlx::Row;
 
 use super::paging::{Page, PageRequest};
-use super::{decode_document, encode_document, Document, Store, StoreError};
-use crate::domain::{now_ms, AgentVersionRef, WorkspaceId};
+use super::{Document, Store, StoreError, decode_document, encode_document};
+use crate::domain::{AgentVersionRef, WorkspaceId, now_ms};
 
 /// Which tables hold one kind of versioned document.
 #[derive(Clone, Copy, Debug)]
@@ -21,19 +21,10 @@ pub struct Versioned {
     noun: &'static str,
 }
 
-pub const AGENTS: Versioned = Versioned {
-    parent_table: "agents",
-    versions_table: "agent_versions",
-    id_column: "agent_id",
-    noun: "agent",
-};
+pub const AGENTS: Versioned = Versioned { parent_table: "agents", versions_table: "agent_versions", id_column: "agent_id", noun: "agent" };
 
-pub const LLMS: Versioned = Versioned {
-    parent_table: "retell_llms",
-    versions_table: "retell_llm_versions",
-    id_column: "llm_id",
-    noun: "retell llm",
-};
+pub const LLMS: Versioned =
+    Versioned { parent_table: "retell_llms", versions_table: "retell_llm_versions", id_column: "llm_id", noun: "retell llm" };
 
 /// One version of a document.
 #[derive(Clone, Debug)]
@@ -61,15 +52,12 @@ impl Store {
         let now = now_ms();
         let created_at = self.next_created_at();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO {} ({}, workspace_id, created_at) VALUES ($1, $2, $3)",
-            kind.parent_table, kind.id_column
-        ))
-        .bind(id)
-        .bind(workspace_id.as_str())
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&format!("INSERT INTO {} ({}, workspace_id, created_at) VALUES ($1, $2, $3)", kind.parent_table, kind.id_column))
+            .bind(id)
+            .bind(workspace_id.as_str())
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
         insert_version(&mut tx, kind, id, 0, None, now, document).await?;
         tx.commit().await?;
         Ok(VersionRow {
@@ -110,9 +98,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let selector_given = selector.is_some();
-        let target =
-            resolve(&mut tx, kind, workspace_id, id, selector.unwrap_or(AgentVersionRef::Latest))
-                .await?;
+        let target = resolve(&mut tx, kind, workspace_id, id, selector.unwrap_or(AgentVersionRef::Latest)).await?;
         let mut document = target.document.clone();
         document.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
         let row = if !target.is_published {
@@ -130,8 +116,7 @@ impl Store {
             VersionRow { document, last_modification_timestamp: now, ..target }
         } else if !selector_given || selector == Some(AgentVersionRef::Latest) {
             let version = next_version(&mut tx, kind, id).await?;
-            insert_version(&mut tx, kind, id, version, Some(target.version), now, &document)
-                .await?;
+            insert_version(&mut tx, kind, id, version, Some(target.version), now, &document).await?;
             VersionRow {
                 version,
                 is_published: false,
@@ -161,18 +146,11 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let base = resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(base_version))
-            .await?;
+        let base = resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(base_version)).await?;
         let version = next_version(&mut tx, kind, id).await?;
         insert_version(&mut tx, kind, id, version, Some(base.version), now, &base.document).await?;
         tx.commit().await?;
-        Ok(VersionRow {
-            version,
-            is_published: false,
-            base_version: Some(base.version),
-            last_modification_timestamp: now,
-            ..base
-        })
+        Ok(VersionRow { version, is_published: false, base_version: Some(base.version), last_modification_timestamp: now, ..base })
     }
 
     /// Marks a version published, merging `patch` into it first (titles, pinned engine
@@ -188,8 +166,7 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let target =
-            resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(version)).await?;
+        let target = resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(version)).await?;
         let mut document = target.document.clone();
         document.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
         sqlx::query(&format!(
@@ -208,63 +185,40 @@ impl Store {
     }
 
     /// Deletes one version; the last remaining version can only go with the whole document.
-    pub async fn delete_version(
-        &self,
-        kind: Versioned,
-        workspace_id: &WorkspaceId,
-        id: &str,
-        version: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_version(&self, kind: Versioned, workspace_id: &WorkspaceId, id: &str, version: i64) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(version)).await?;
-        let n_versions: i64 = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n FROM {} WHERE {} = $1",
-            kind.versions_table, kind.id_column
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        let n_versions: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {} WHERE {} = $1", kind.versions_table, kind.id_column))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
         if n_versions <= 1 {
             return Err(StoreError::Conflict(format!(
                 "version {version} is the only version of this {}; delete the {} instead",
                 kind.noun, kind.noun
             )));
         }
-        sqlx::query(&format!(
-            "DELETE FROM {} WHERE {} = $1 AND version = $2",
-            kind.versions_table, kind.id_column
-        ))
-        .bind(id)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&format!("DELETE FROM {} WHERE {} = $1 AND version = $2", kind.versions_table, kind.id_column))
+            .bind(id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Deletes the document and all its versions.
-    pub async fn delete_versioned(
-        &self,
-        kind: Versioned,
-        workspace_id: &WorkspaceId,
-        id: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_versioned(&self, kind: Versioned, workspace_id: &WorkspaceId, id: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("DELETE FROM {} WHERE {} = $1", kind.versions_table, kind.id_column))
+        sqlx::query(&format!("DELETE FROM {} WHERE {} = $1", kind.versions_table, kind.id_column)).bind(id).execute(&mut *tx).await?;
+        let result = sqlx::query(&format!("DELETE FROM {} WHERE {} = $1 AND workspace_id = $2", kind.parent_table, kind.id_column))
             .bind(id)
+            .bind(workspace_id.as_str())
             .execute(&mut *tx)
             .await?;
-        let result = sqlx::query(&format!(
-            "DELETE FROM {} WHERE {} = $1 AND workspace_id = $2",
-            kind.parent_table, kind.id_column
-        ))
-        .bind(id)
-        .bind(workspace_id.as_str())
-        .execute(&mut *tx)
-        .await?;
         if result.rows_affected() == 0 {
             // Dropping `tx` rolls back the version delete, which matched another workspace's
             // rows if any.
@@ -286,22 +240,16 @@ impl Store {
         let cursor = match &page.after {
             None => None,
             Some(after) => {
-                let row = sqlx::query(&format!(
-                    "SELECT created_at FROM {p} WHERE workspace_id = $1 AND {id} = $2"
-                ))
-                .bind(workspace_id.as_str())
-                .bind(after)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or(StoreError::BadPaginationKey)?;
+                let row = sqlx::query(&format!("SELECT created_at FROM {p} WHERE workspace_id = $1 AND {id} = $2"))
+                    .bind(workspace_id.as_str())
+                    .bind(after)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::BadPaginationKey)?;
                 Some((row.try_get::<i64, _>("created_at")?, after.clone()))
             }
         };
-        let keyset = if cursor.is_some() {
-            format!("AND (p.created_at, p.{id}) {cmp} ($2, $3)")
-        } else {
-            String::new()
-        };
+        let keyset = if cursor.is_some() { format!("AND (p.created_at, p.{id}) {cmp} ($2, $3)") } else { String::new() };
         let sql = format!(
             "SELECT p.{id} AS id, p.created_at, v.version, v.is_published, v.base_version,
                     v.last_modification_timestamp, v.document
@@ -361,12 +309,7 @@ impl Store {
 
     /// Ids of documents of `kind` in the workspace whose latest or any version's document
     /// mentions `token` (an id: random, so a substring match cannot collide).
-    pub async fn versioned_mentioning(
-        &self,
-        kind: Versioned,
-        workspace_id: &WorkspaceId,
-        token: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn versioned_mentioning(&self, kind: Versioned, workspace_id: &WorkspaceId, token: &str) -> Result<Vec<String>, StoreError> {
         let sql = format!(
             "SELECT DISTINCT p.{id} AS id FROM {p} p JOIN {v} v ON v.{id} = p.{id}
              WHERE p.workspace_id = $1 AND v.document LIKE $2 ORDER BY p.{id}",
@@ -374,11 +317,7 @@ impl Store {
             p = kind.parent_table,
             v = kind.versions_table,
         );
-        let rows = sqlx::query(&sql)
-            .bind(workspace_id.as_str())
-            .bind(format!("%\"{token}\"%"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(workspace_id.as_str()).bind(format!("%\"{token}\"%")).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
     }
 }
@@ -411,18 +350,12 @@ async fn resolve(
     version_from_row(&row)
 }
 
-async fn next_version(
-    conn: &mut sqlx::SqliteConnection,
-    kind: Versioned,
-    id: &str,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT COALESCE(MAX(version), -1) + 1 AS next FROM {} WHERE {} = $1",
-        kind.versions_table, kind.id_column
-    ))
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
+async fn next_version(conn: &mut sqlx::SqliteConnection, kind: Versioned, id: &str) -> Result<i64, StoreError> {
+    let row =
+        sqlx::query(&format!("SELECT COALESCE(MAX(version), -1) + 1 AS next FROM {} WHERE {} = $1", kind.versions_table, kind.id_column))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
     Ok(row.try_get("next")?)
 }
 

@@ -220,11 +220,7 @@ impl Store {
     }
 
     /// One event of the workspace, with its attempts.
-    pub async fn webhook(
-        &self,
-        workspace_id: &WorkspaceId,
-        event_id: &EventId,
-    ) -> Result<(WebhookRow, Vec<AttemptRow>), StoreError> {
+    pub async fn webhook(&self, workspace_id: &WorkspaceId, event_id: &EventId) -> Result<(WebhookRow, Vec<AttemptRow>), StoreError> {
         let row = sqlx::query(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_events WHERE workspace_id = $1 AND event_id = $2"))
             .bind(workspace_id.as_str())
             .bind(event_id.as_str())
@@ -301,10 +297,8 @@ impl Store {
 
     /// Whether `key_id` is some workspace's webhook key.
     pub async fn is_webhook_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 AS one FROM webhook_keys WHERE key_id = $1")
-            .bind(key_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT 1 AS one FROM webhook_keys WHERE key_id = $1").bind(key_id.as_str()).fetch_optional(&self.pool).await?;
         Ok(row.is_some())
     }
 }

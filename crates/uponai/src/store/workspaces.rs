@@ -3,8 +3,8 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{decode_document, encode_document, Document, Store, StoreError};
-use crate::domain::{now_ms, KeyId, WorkspaceId};
+use super::{Document, Store, StoreError, decode_document, encode_document};
+use crate::domain::{KeyId, WorkspaceId, now_ms};
 
 /// The workspace a presented key belongs to.
 #[derive(Clone, Debug)]
@@ -38,25 +38,20 @@ impl Store {
 
     /// The first workspace created: the one a fresh data directory bootstraps.
     pub async fn first_workspace(&self) -> Result<Option<WorkspaceId>, StoreError> {
-        let row = sqlx::query(
-            "SELECT workspace_id FROM workspaces ORDER BY created_at, workspace_id LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT workspace_id FROM workspaces ORDER BY created_at, workspace_id LIMIT 1").fetch_optional(&self.pool).await?;
         row.map(|row| parse_workspace_id(row.try_get("workspace_id")?)).transpose()
     }
 
     pub async fn create_workspace(&self, name: &str) -> Result<WorkspaceId, StoreError> {
         let _writer = self.write_lock.lock().await;
         let workspace_id = WorkspaceId::generate();
-        sqlx::query(
-            "INSERT INTO workspaces (workspace_id, name, created_at, settings) VALUES ($1, $2, $3, '{}')",
-        )
-        .bind(workspace_id.as_str())
-        .bind(name)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO workspaces (workspace_id, name, created_at, settings) VALUES ($1, $2, $3, '{}')")
+            .bind(workspace_id.as_str())
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
         Ok(workspace_id)
     }
 
@@ -70,12 +65,7 @@ impl Store {
 
     /// Stores `secret` (hashed) as a key of the workspace. A secret already stored is a
     /// conflict: two workspaces can never share a key.
-    pub async fn create_api_key(
-        &self,
-        workspace_id: &WorkspaceId,
-        name: &str,
-        secret: &str,
-    ) -> Result<KeyId, StoreError> {
+    pub async fn create_api_key(&self, workspace_id: &WorkspaceId, name: &str, secret: &str) -> Result<KeyId, StoreError> {
         let _writer = self.write_lock.lock().await;
         let key_id = KeyId::generate();
         let prefix: String = secret.chars().take(8).collect();
@@ -102,10 +92,8 @@ impl Store {
 
     /// Whether a key with this secret exists (revoked or not).
     pub async fn api_key_exists(&self, secret: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 AS one FROM api_keys WHERE key_hash = $1")
-            .bind(hash_secret(secret))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT 1 AS one FROM api_keys WHERE key_hash = $1").bind(hash_secret(secret)).fetch_optional(&self.pool).await?;
         Ok(row.is_some())
     }
 
@@ -152,13 +140,11 @@ impl Store {
     /// Revokes a key; revoking twice is harmless. `NotFound` for an unknown key id.
     pub async fn revoke_api_key(&self, key_id: &KeyId) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
-        let result = sqlx::query(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE key_id = $1",
-        )
-        .bind(key_id.as_str())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+        let result = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE key_id = $1")
+            .bind(key_id.as_str())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -174,11 +160,7 @@ impl Store {
         decode_document(row.try_get("settings")?)
     }
 
-    pub async fn put_workspace_settings(
-        &self,
-        workspace_id: &WorkspaceId,
-        settings: &Document,
-    ) -> Result<(), StoreError> {
+    pub async fn put_workspace_settings(&self, workspace_id: &WorkspaceId, settings: &Document) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
         sqlx::query("UPDATE workspaces SET settings = $2 WHERE workspace_id = $1")
             .bind(workspace_id.as_str())

@@ -11,9 +11,9 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use super::sign::{signature, SIGNATURE_HEADER};
 use super::Webhooks;
-use crate::domain::{now_ms, EventId};
+use super::sign::{SIGNATURE_HEADER, signature};
+use crate::domain::{EventId, now_ms};
 use crate::store::{AfterAttempt, AttemptRecord, StoreError, WebhookRow};
 
 /// Carries the event's id, the same on every attempt, for receivers to de-duplicate.
@@ -62,12 +62,7 @@ impl Drop for InFlight {
 
 impl Deliverer {
     pub fn new(webhooks: Arc<Webhooks>) -> Self {
-        Self {
-            webhooks,
-            in_flight: Arc::default(),
-            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            tracker: TaskTracker::new(),
-        }
+        Self { webhooks, in_flight: Arc::default(), slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)), tracker: TaskTracker::new() }
     }
 
     /// Starts an attempt for every event due at `now_ms` that has none in flight, as far as
@@ -163,9 +158,15 @@ async fn attempt(webhooks: &Webhooks, event: &WebhookRow) -> Option<AttemptRecor
     };
     let fields = (event.event_id.as_str(), event.call_id.as_str(), event.event.as_str());
     match (&next, &error) {
-        (AfterAttempt::Delivered, _) => tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, "webhook.delivered"),
-        (AfterAttempt::RetryAt(at), Some(why)) => tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, retry_in_ms = at - now_ms(), error = %why, "webhook.retry"),
-        (_, why) => tracing::warn!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, error = ?why, "webhook.failed"),
+        (AfterAttempt::Delivered, _) => {
+            tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, "webhook.delivered")
+        }
+        (AfterAttempt::RetryAt(at), Some(why)) => {
+            tracing::info!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, retry_in_ms = at - now_ms(), error = %why, "webhook.retry")
+        }
+        (_, why) => {
+            tracing::warn!(event_id = fields.0, call_id = fields.1, event = fields.2, attempt = number, error = ?why, "webhook.failed")
+        }
     }
     Some(AttemptRecord { event_id: event.event_id.clone(), started_at, duration_ms, status_code, error, next })
 }

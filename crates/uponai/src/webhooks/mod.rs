@@ -18,9 +18,9 @@ use crate::domain::WorkspaceId;
 use crate::store::Store;
 
 pub use deliver::{Deliverer, EVENT_ID_HEADER};
-pub use event::{EventName, Planner, Transition, WorkspaceWebhook, DEFAULT_TIMEOUT_MS};
+pub use event::{DEFAULT_TIMEOUT_MS, EventName, Planner, Transition, WorkspaceWebhook};
 pub use retry::RetryPolicy;
-pub use sign::{signature, SIGNATURE_HEADER};
+pub use sign::{SIGNATURE_HEADER, signature};
 
 /// What call tasks and the deliverer share.
 pub struct Webhooks {

@@ -12,8 +12,14 @@ async fn creating_an_agent_needs_an_engine_and_a_listed_voice() {
         (json!({"voice_id": "espeak-en-us-male"}), "response_engine"),
         (json!({"response_engine": engine}), "voice_id"),
         (json!({"response_engine": engine, "voice_id": "11labs-Adrian"}), "voice_id"),
-        (json!({"response_engine": {"type": "retell-llm", "llm_id": "llm_0000"}, "voice_id": "espeak-en-us-male"}), "response_engine.llm_id"),
-        (json!({"response_engine": {"type": "custom-llm", "llm_websocket_url": "http://x"}, "voice_id": "espeak-en-us-male"}), "response_engine.llm_websocket_url"),
+        (
+            json!({"response_engine": {"type": "retell-llm", "llm_id": "llm_0000"}, "voice_id": "espeak-en-us-male"}),
+            "response_engine.llm_id",
+        ),
+        (
+            json!({"response_engine": {"type": "custom-llm", "llm_websocket_url": "http://x"}, "voice_id": "espeak-en-us-male"}),
+            "response_engine.llm_websocket_url",
+        ),
         (json!({"response_engine": engine, "voice_id": "espeak-en-us-male", "ring_duration_ms": 1000}), "ring_duration_ms"),
         (json!({"response_engine": engine, "voice_id": "espeak-en-us-male", "max_call_duration_ms": 10}), "max_call_duration_ms"),
         (json!({"response_engine": engine, "voice_id": "espeak-en-us-male", "webhook_url": "not a url"}), "webhook_url"),
@@ -88,7 +94,12 @@ async fn published_versions_are_immutable_and_edits_branch_a_new_draft() {
     assert_eq!(app.get(&format!("/get-agent/{agent_id}?version=prod")).await.status, StatusCode::BAD_REQUEST);
 
     let versions = app.get(&format!("/list-agent-versions/{agent_id}?sort_order=ascending")).await.body;
-    let listed: Vec<(i64, bool)> = versions["items"].as_array().unwrap().iter().map(|v| (v["version"].as_i64().unwrap(), v["is_published"].as_bool().unwrap())).collect();
+    let listed: Vec<(i64, bool)> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_i64().unwrap(), v["is_published"].as_bool().unwrap()))
+        .collect();
     assert_eq!(listed, vec![(0, true), (1, false)]);
 
     let branched = app.post(&format!("/create-agent-version/{agent_id}"), json!({"base_version": 0})).await;

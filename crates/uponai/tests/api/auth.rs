@@ -58,12 +58,9 @@ async fn a_key_never_reads_or_changes_another_workspaces_data() {
     let reply = as_other(Method::POST, "/v2/list-agents".into(), Some(json!({}))).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["items"], json!([]));
-    let reply = as_other(
-        Method::POST,
-        "/v2/create-phone-call".into(),
-        Some(json!({"from_number": "+14155550100", "to_number": "+14155550101"})),
-    )
-    .await;
+    let reply =
+        as_other(Method::POST, "/v2/create-phone-call".into(), Some(json!({"from_number": "+14155550100", "to_number": "+14155550101"})))
+            .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.message().starts_with("from_number:"), "{}", reply.message());
 

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
 
@@ -183,7 +183,8 @@ async fn list_calls_filters_pages_and_counts() {
             .await;
         assert_eq!(reply.status, StatusCode::CREATED);
     }
-    let registered = app.post("/v2/register-phone-call", json!({"agent_id": a, "from_number": "+13105550100", "to_number": "+14155550100"})).await;
+    let registered =
+        app.post("/v2/register-phone-call", json!({"agent_id": a, "from_number": "+13105550100", "to_number": "+14155550100"})).await;
     assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
     assert_eq!(registered.body["direction"], "inbound");
 
@@ -228,9 +229,13 @@ async fn update_call_replaces_metadata_and_only_tightens_storage() {
     app.raise_limits().await;
     let agent_id = app.create_agent("a").await;
     app.import_number("+14155550100", &[&agent_id]).await;
-    let call = app.post("/v2/create-phone-call", json!({"from_number": "+14155550100", "to_number": "+12125550123", "metadata": {"a": 1}})).await.body;
+    let call = app
+        .post("/v2/create-phone-call", json!({"from_number": "+14155550100", "to_number": "+12125550123", "metadata": {"a": 1}}))
+        .await
+        .body;
     let id = call["call_id"].as_str().unwrap();
-    let updated = app.patch(&format!("/v2/update-call/{id}"), json!({"metadata": {"b": 2}, "data_storage_setting": "basic_attributes_only"})).await;
+    let updated =
+        app.patch(&format!("/v2/update-call/{id}"), json!({"metadata": {"b": 2}, "data_storage_setting": "basic_attributes_only"})).await;
     assert_eq!(updated.status, StatusCode::OK);
     assert_eq!(updated.body["metadata"], json!({"b": 2}));
     let loosen = app.patch(&format!("/v2/update-call/{id}"), json!({"data_storage_setting": "everything"})).await;
@@ -266,9 +271,7 @@ async fn uponai_initiate_maps_onto_the_same_call_creation() {
     let fetched = app.get(&format!("/v2/get-call/{call_id}")).await.body;
     assert_eq!(fetched["custom_sip_headers"], json!({"X-Lead": "7"}));
 
-    let bad = app
-        .post("/api/v1/calls/initiate", json!({"agentId": agent_id, "fromNumber": "+14155550100", "toNumber": "12"}))
-        .await;
+    let bad = app.post("/api/v1/calls/initiate", json!({"agentId": agent_id, "fromNumber": "+14155550100", "toNumber": "12"})).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.message().starts_with("toNumber"), "{}", bad.message());
     let bad_override = app

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use uponai::config::Settings;
 use uponai::App;
+use uponai::config::Settings;
 
 pub const KEY: &str = "key_test_0123456789abcdef";
 
@@ -131,9 +131,7 @@ impl TestApp {
     /// Lifts the workspace's pacing (10,000 concurrent calls, 500 CPS on custom trunks) for
     /// tests that place many calls and are not about pacing.
     pub async fn raise_limits(&self) {
-        let reply = self
-            .patch("/update-workspace-settings", json!({"concurrency_limit": 10_000, "cps_config": {"custom": 500}}))
-            .await;
+        let reply = self.patch("/update-workspace-settings", json!({"concurrency_limit": 10_000, "cps_config": {"custom": 500}})).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     }
 

@@ -23,7 +23,8 @@ async fn cps_and_concurrency_settings_are_bounded_by_the_spec_table() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
         assert!(reply.message().starts_with(message), "{body}: {}", reply.message());
     }
-    let raised = app.patch("/update-workspace-settings", json!({"concurrency_limit": 200, "cps_config": {"custom": 10, "telnyx": 16}})).await;
+    let raised =
+        app.patch("/update-workspace-settings", json!({"concurrency_limit": 200, "cps_config": {"custom": 10, "telnyx": 16}})).await;
     assert_eq!(raised.status, StatusCode::OK, "{}", raised.body);
     assert_eq!(raised.body["cps_config"]["custom_max"], 10);
     let lowered = app.patch("/update-workspace-settings", json!({"concurrency_limit": 100})).await;
@@ -78,7 +79,8 @@ async fn calls_beyond_the_concurrency_limit_are_refused_until_one_ends() {
 async fn provider_numbers_call_only_the_fifteen_countries_and_lists_narrow_any_number() {
     let app = spawn_app().await;
     app.raise_limits().await;
-    app.patch("/update-workspace-settings", json!({"twilio_trunk": {"termination_uri": "x.pstn.twilio.com"}, "cps_config": {"twilio": 5}})).await;
+    app.patch("/update-workspace-settings", json!({"twilio_trunk": {"termination_uri": "x.pstn.twilio.com"}, "cps_config": {"twilio": 5}}))
+        .await;
     let agent_id = app.create_agent("a").await;
     let agents = json!([{"agent_id": agent_id, "weight": 1}]);
     app.post("/create-phone-number", json!({"phone_number": "+14155550111", "outbound_agents": agents})).await;
@@ -90,7 +92,11 @@ async fn provider_numbers_call_only_the_fifteen_countries_and_lists_narrow_any_n
     let brazil = app.post("/v2/create-phone-call", call("+14155550111", "+5511987654321")).await;
     assert_eq!(brazil.status, StatusCode::BAD_REQUEST);
     assert!(brazil.message().starts_with("to_number: BR is not a country"), "{}", brazil.message());
-    assert_eq!(app.post("/v2/create-phone-call", call("+14155550100", "+5511987654321")).await.status, StatusCode::CREATED, "custom numbers are unrestricted");
+    assert_eq!(
+        app.post("/v2/create-phone-call", call("+14155550100", "+5511987654321")).await.status,
+        StatusCode::CREATED,
+        "custom numbers are unrestricted"
+    );
 
     app.patch("/update-phone-number/+14155550100", json!({"allowed_outbound_country_list": ["US", "CA"]})).await;
     let narrowed = app.post("/v2/create-phone-call", call("+14155550100", "+442071838750")).await;

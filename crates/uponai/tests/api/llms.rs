@@ -25,7 +25,17 @@ async fn an_llm_round_trips_every_field_it_was_given() {
     assert_eq!(created.status, StatusCode::CREATED);
     let llm_id = created.body["llm_id"].as_str().unwrap();
     let fetched = app.get(&format!("/get-retell-llm/{llm_id}")).await;
-    for key in ["general_prompt", "begin_message", "model", "model_temperature", "default_dynamic_variables", "general_tools", "states", "starting_state", "kb_config"] {
+    for key in [
+        "general_prompt",
+        "begin_message",
+        "model",
+        "model_temperature",
+        "default_dynamic_variables",
+        "general_tools",
+        "states",
+        "starting_state",
+        "kb_config",
+    ] {
         assert_eq!(fetched.body[key], body[key], "{key}");
     }
     assert!(fetched.body.get("not_a_field").is_none(), "unknown fields are ignored");
@@ -39,7 +49,10 @@ async fn invalid_llm_configurations_are_refused_naming_the_field() {
     let cases = [
         (json!({"model_temperature": 3}), "model_temperature"),
         (json!({"states": [{"name": "a"}]}), "starting_state"),
-        (json!({"states": [{"name": "a", "edges": [{"destination_state_name": "b", "description": "x"}]}], "starting_state": "a"}), "states[0].edges[0].destination_state_name"),
+        (
+            json!({"states": [{"name": "a", "edges": [{"destination_state_name": "b", "description": "x"}]}], "starting_state": "a"}),
+            "states[0].edges[0].destination_state_name",
+        ),
         (json!({"general_tools": [{"type": "custom", "name": "lookup", "url": "ftp://x"}]}), "general_tools[0].url"),
         (json!({"general_tools": [{"type": "end_call", "name": "bad name"}]}), "general_tools[0].name"),
         (json!({"default_dynamic_variables": {"n": 5}}), "default_dynamic_variables.n"),

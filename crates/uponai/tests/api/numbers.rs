@@ -77,7 +77,10 @@ async fn provider_numbers_need_the_workspace_trunk_and_a_real_number() {
     assert!(refused.message().starts_with("number_provider"));
 
     let settings = app
-        .patch("/update-workspace-settings", json!({"telnyx_trunk": {"termination_uri": "sip.telnyx.com", "auth_username": "u", "auth_password": "p", "transport": "tcp"}}))
+        .patch(
+            "/update-workspace-settings",
+            json!({"telnyx_trunk": {"termination_uri": "sip.telnyx.com", "auth_username": "u", "auth_password": "p", "transport": "tcp"}}),
+        )
         .await;
     assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
     assert_eq!(settings.body["telnyx_trunk"]["has_auth_password"], true);
@@ -85,9 +88,11 @@ async fn provider_numbers_need_the_workspace_trunk_and_a_real_number() {
 
     let missing = app.post("/create-phone-number", json!({"number_provider": "telnyx", "area_code": 415})).await;
     assert!(missing.message().starts_with("phone_number"));
-    let wrong_area = app.post("/create-phone-number", json!({"number_provider": "telnyx", "phone_number": "+14155550100", "area_code": 212})).await;
+    let wrong_area =
+        app.post("/create-phone-number", json!({"number_provider": "telnyx", "phone_number": "+14155550100", "area_code": 212})).await;
     assert!(wrong_area.message().starts_with("area_code"));
-    let created = app.post("/create-phone-number", json!({"number_provider": "telnyx", "phone_number": "+14155550100", "area_code": 415})).await;
+    let created =
+        app.post("/create-phone-number", json!({"number_provider": "telnyx", "phone_number": "+14155550100", "area_code": 415})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["phone_number_type"], "retell-telnyx");
     assert_eq!(created.body["area_code"], 415);

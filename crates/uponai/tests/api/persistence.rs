@@ -16,7 +16,10 @@ async fn a_data_directory_survives_a_restart_with_every_object_intact() {
         .body;
     let registered_path = format!("/v2/get-call/{}", registered["call_id"].as_str().unwrap());
     // An outbound call is dialed at once; a restart cuts its dial short.
-    let dialed = app.post("/v2/create-phone-call", json!({"from_number": "+14155550100", "to_number": "+12125550123", "metadata": {"m": 2}})).await.body;
+    let dialed = app
+        .post("/v2/create-phone-call", json!({"from_number": "+14155550100", "to_number": "+12125550123", "metadata": {"m": 2}}))
+        .await
+        .body;
     let dialed_path = format!("/v2/get-call/{}", dialed["call_id"].as_str().unwrap());
     let before = (
         app.get(&format!("/get-agent/{agent_id}")).await.body,

@@ -13,7 +13,12 @@ async fn the_workspace_webhook_url_is_set_shown_and_removed() {
     assert!(settings["webhook_url"].is_null());
     assert_eq!(settings["webhook_timeout_ms"], 10_000, "the hosted API's default timeout");
 
-    let reply = app.patch("/update-workspace-settings", json!({"webhook_url": "https://hooks.example.com/retell?x={{customer}}", "webhook_timeout_ms": 5000})).await;
+    let reply = app
+        .patch(
+            "/update-workspace-settings",
+            json!({"webhook_url": "https://hooks.example.com/retell?x={{customer}}", "webhook_timeout_ms": 5000}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["webhook_url"], "https://hooks.example.com/retell?x={{customer}}");
     assert_eq!(reply.body["webhook_timeout_ms"], 5000);

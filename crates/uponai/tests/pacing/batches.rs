@@ -3,10 +3,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, ServerProcess};
-use crate::sipp::{agent_with, Sipp, Transport};
+use crate::helpers::{ServerProcess, spawn_app};
+use crate::sipp::{Sipp, Transport, agent_with};
 
 fn busiest_second(times: &[f64]) -> usize {
     (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t - times[i] < 1.0).count()).max().unwrap_or(0)
@@ -61,7 +61,10 @@ async fn a_batch_of_three_hundred_tasks_runs_at_its_trunks_cps() {
     assert!((25..=30).contains(&busiest), "paced at 30 CPS: busiest second held {busiest}");
     let span = times.last().unwrap() - times.first().unwrap();
     assert!((9.5..13.0).contains(&span), "300 INVITEs at 30 CPS take about 10 s: {span}");
-    let listed = app.post("/v3/list-calls", json!({"filter_criteria": {"batch_call_id": {"type": "string", "op": "eq", "value": id}}, "limit": 1000})).await.body;
+    let listed = app
+        .post("/v3/list-calls", json!({"filter_criteria": {"batch_call_id": {"type": "string", "op": "eq", "value": id}}, "limit": 1000}))
+        .await
+        .body;
     assert_eq!(listed["items"].as_array().unwrap().len(), 300);
 }
 
@@ -78,7 +81,8 @@ async fn a_batch_outside_its_calling_window_waits() {
     let minute_now = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60 % 1440) as i64;
     let start = (minute_now + 120) % 1380;
     let window = json!({"windows": [{"start": start, "end": start + 60}], "timezone": "UTC"});
-    let batch = app.post("/create-batch-call", json!({"from_number": "+14155550100", "tasks": tasks(3), "call_time_window": window})).await.body;
+    let batch =
+        app.post("/create-batch-call", json!({"from_number": "+14155550100", "tasks": tasks(3), "call_time_window": window})).await.body;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let progress = app.get(&format!("/get-batch-call/{}", batch["batch_call_id"].as_str().unwrap())).await.body;
     assert_eq!((progress["status"].as_str(), progress["progress"]["pending"].as_i64()), (Some("scheduled"), Some(3)), "{progress}");
@@ -99,11 +103,24 @@ async fn a_batch_survives_kill_9_without_dialing_any_task_twice() {
     let dir = tempfile::tempdir().unwrap();
     let sipp = Sipp::uas_traced("reject.xml", Transport::Udp, &[("__STATUS__", "486")]);
     let mut server = start_server(dir.path());
-    api(&server, reqwest::Method::PATCH, "/update-workspace-settings", Some(json!({"concurrency_limit": 1000, "cps_config": {"custom": 25}}))).await;
+    api(
+        &server,
+        reqwest::Method::PATCH,
+        "/update-workspace-settings",
+        Some(json!({"concurrency_limit": 1000, "cps_config": {"custom": 25}})),
+    )
+    .await;
     let llm = api(&server, reqwest::Method::POST, "/create-retell-llm", Some(json!({"begin_message": ""}))).await;
-    let agent = api(&server, reqwest::Method::POST, "/create-agent", Some(json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm["llm_id"]}}))).await;
+    let agent = api(
+        &server,
+        reqwest::Method::POST,
+        "/create-agent",
+        Some(json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm["llm_id"]}})),
+    )
+    .await;
     api(&server, reqwest::Method::POST, "/import-phone-number", Some(json!({"phone_number": "+14155550100", "termination_uri": format!("sip:{};transport=udp", sipp.addr()), "outbound_agents": [{"agent_id": agent["agent_id"], "weight": 1}]}))).await;
-    let batch = api(&server, reqwest::Method::POST, "/create-batch-call", Some(json!({"from_number": "+14155550100", "tasks": tasks(250)}))).await;
+    let batch =
+        api(&server, reqwest::Method::POST, "/create-batch-call", Some(json!({"from_number": "+14155550100", "tasks": tasks(250)}))).await;
     let id = batch["batch_call_id"].as_str().unwrap().to_owned();
 
     tokio::time::sleep(Duration::from_secs(4)).await;

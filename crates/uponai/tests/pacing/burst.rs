@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::spawn_app;
-use crate::sipp::{agent_with, Sipp, Transport};
+use crate::sipp::{Sipp, Transport, agent_with};
 
 /// The most INVITEs in any one-second window starting at an INVITE.
 fn busiest_second(times: &[f64]) -> usize {
@@ -27,7 +27,10 @@ async fn a_burst_on_a_telnyx_number_leaves_at_16_cps_and_the_rest_get_a_429_that
     assert_eq!(settings.status, reqwest::StatusCode::OK, "{}", settings.body);
     let agent_id = agent_with(&app, json!({})).await;
     let number = app
-        .post("/create-phone-number", json!({"phone_number": "+14155550100", "number_provider": "telnyx", "outbound_agents": [{"agent_id": agent_id, "weight": 1}]}))
+        .post(
+            "/create-phone-number",
+            json!({"phone_number": "+14155550100", "number_provider": "telnyx", "outbound_agents": [{"agent_id": agent_id, "weight": 1}]}),
+        )
         .await;
     assert_eq!(number.status, reqwest::StatusCode::CREATED, "{}", number.body);
 

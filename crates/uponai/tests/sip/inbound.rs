@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, TestApp};
-use crate::sipp::{agent_with, best_correlation, channel, download_recording, pcap_audio, rms, Sipp, Transport};
+use crate::helpers::{TestApp, spawn_app};
+use crate::sipp::{Sipp, Transport, agent_with, best_correlation, channel, download_recording, pcap_audio, rms};
 
 const NUMBER: &str = "+14155550100";
 
@@ -82,7 +82,8 @@ async fn a_call_from_outside_the_numbers_trunk_is_refused() {
 async fn a_registered_call_is_joined_by_dialing_its_call_id() {
     let app = spawn_app().await;
     let agent_id = agent_with(&app, json!({})).await;
-    let registered = app.post("/v2/register-phone-call", json!({"agent_id": agent_id, "from_number": "+13105550199", "to_number": NUMBER})).await.body;
+    let registered =
+        app.post("/v2/register-phone-call", json!({"agent_id": agent_id, "from_number": "+13105550199", "to_number": NUMBER})).await.body;
     let call_id = registered["call_id"].as_str().unwrap();
     let sipp = Sipp::uac("call_in.xml", Transport::Udp, "127.0.0.1", app.sip_addr, call_id);
     sipp.finish(Duration::from_secs(30)).await.unwrap();

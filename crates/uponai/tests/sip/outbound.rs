@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use crate::sipp::{
-    agent_with, best_correlation, channel, download_recording, import_on_trunk, pcap_audio, rms, wait_for_end, Sipp,
-    Transport,
+    Sipp, Transport, agent_with, best_correlation, channel, download_recording, import_on_trunk, pcap_audio, rms, wait_for_end,
 };
 
 const FROM: &str = "+14155550100";
@@ -74,7 +73,11 @@ async fn rejected_call_ends_not_connected(transport: Transport, status: &str, re
     let call_id = place_call(&app, json!({})).await;
     let call = wait_for_end(&app, &call_id, Duration::from_secs(20)).await;
     sipp.finish(Duration::from_secs(10)).await.unwrap();
-    assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("not_connected"), Some(reason)), "{status}: {call}");
+    assert_eq!(
+        (call["call_status"].as_str(), call["disconnection_reason"].as_str()),
+        (Some("not_connected"), Some(reason)),
+        "{status}: {call}"
+    );
     assert!(call["start_timestamp"].is_null(), "never answered: {call}");
     assert!(call["end_timestamp"].is_i64() && call["duration_ms"] == 0);
 }
@@ -174,7 +177,11 @@ async fn we_hang_up_at_max_call_duration() {
     let call = wait_for_end(&app, &call_id, Duration::from_secs(90)).await;
     // sipp succeeds only when it receives our BYE.
     sipp.finish(Duration::from_secs(10)).await.unwrap();
-    assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("ended"), Some("max_duration_reached")), "{call}");
+    assert_eq!(
+        (call["call_status"].as_str(), call["disconnection_reason"].as_str()),
+        (Some("ended"), Some("max_duration_reached")),
+        "{call}"
+    );
     let duration = call["duration_ms"].as_i64().unwrap();
     assert!((60_000..61_500).contains(&duration), "{duration}");
 }
@@ -200,7 +207,10 @@ async fn a_trunk_refusing_connections_is_telephony_provider_unavailable() {
     import_on_trunk(&app, FROM, closed, Transport::Tcp, &agent_id, json!({})).await;
     let call_id = place_call(&app, json!({})).await;
     let call = wait_for_end(&app, &call_id, Duration::from_secs(10)).await;
-    assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("not_connected"), Some("telephony_provider_unavailable")));
+    assert_eq!(
+        (call["call_status"].as_str(), call["disconnection_reason"].as_str()),
+        (Some("not_connected"), Some("telephony_provider_unavailable"))
+    );
 }
 
 #[tokio::test]
@@ -214,14 +224,22 @@ async fn stop_call_cancels_a_ringing_call_and_hangs_up_a_connected_one() {
     assert_eq!(app.post(&format!("/v2/stop-call/{call_id}"), json!({})).await.status, reqwest::StatusCode::NO_CONTENT);
     let call = wait_for_end(&app, &call_id, Duration::from_secs(10)).await;
     ringing.finish(Duration::from_secs(10)).await.unwrap();
-    assert_eq!((call["call_status"].as_str(), call["disconnection_reason"].as_str()), (Some("not_connected"), Some("manual_stopped")), "{call}");
+    assert_eq!(
+        (call["call_status"].as_str(), call["disconnection_reason"].as_str()),
+        (Some("not_connected"), Some("manual_stopped")),
+        "{call}"
+    );
 
     let answering = Sipp::uas("answer_wait_bye.xml", Transport::Tcp, &[]);
     app.patch(&format!("/update-phone-number/{FROM}"), json!({"termination_uri": format!("sip:{};transport=tcp", answering.addr())})).await;
     let call_id = place_call(&app, json!({})).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.get(&format!("/v2/get-call/{call_id}")).await.body["call_status"] != "ongoing" {
-        assert!(tokio::time::Instant::now() < deadline, "the call was not answered: {}", app.get(&format!("/v2/get-call/{call_id}")).await.body);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call was not answered: {}",
+            app.get(&format!("/v2/get-call/{call_id}")).await.body
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.post(&format!("/v2/stop-call/{call_id}"), json!({})).await;

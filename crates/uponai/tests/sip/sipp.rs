@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::helpers::TestApp;
@@ -114,7 +114,8 @@ impl Sipp {
                 // "2026-11-24 11:00:46.440189": seconds of the day are enough within a test.
                 at = stamp.split_whitespace().nth(1).and_then(|clock| {
                     let mut parts = clock.split(':');
-                    let (h, m, s) = (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+                    let (h, m, s) =
+                        (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
                     Some(h * 3600.0 + m * 60.0 + s)
                 });
             } else if line.contains("message received") {

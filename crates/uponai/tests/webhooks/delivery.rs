@@ -5,11 +5,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with, ServerProcess, TestApp, KEY};
-use crate::receiver::{events, events_of, signature_is_valid, Answer, Receiver};
-use crate::sipp::{agent_with, free_port, import_on_trunk, wait_for_end, Sipp, Transport};
+use crate::helpers::{KEY, ServerProcess, TestApp, spawn_app, spawn_app_with};
+use crate::receiver::{Answer, Receiver, events, events_of, signature_is_valid};
+use crate::sipp::{Sipp, Transport, agent_with, free_port, import_on_trunk, wait_for_end};
 
 const FROM: &str = "+14155550100";
 const TO: &str = "+12125550123";
@@ -238,14 +238,36 @@ async fn events_not_delivered_before_a_kill_9_are_delivered_after_the_restart() 
     let port = free_port();
     let fast_retries = ["--webhook-retry-base-ms", "200", "--webhook-retry-cap-ms", "500"];
     let mut server = ServerProcess::start(dir.path(), &fast_retries);
-    server.api(Method::PATCH, "/update-workspace-settings", Some(json!({"concurrency_limit": 100, "cps_config": {"custom": 5}, "webhook_url": format!("http://127.0.0.1:{port}/hook")}))).await;
+    server
+        .api(
+            Method::PATCH,
+            "/update-workspace-settings",
+            Some(json!({"concurrency_limit": 100, "cps_config": {"custom": 5}, "webhook_url": format!("http://127.0.0.1:{port}/hook")})),
+        )
+        .await;
     let llm = server.api(Method::POST, "/create-retell-llm", Some(json!({"begin_message": ""}))).await;
-    let agent = server.api(Method::POST, "/create-agent", Some(json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm["llm_id"]}}))).await;
+    let agent = server
+        .api(
+            Method::POST,
+            "/create-agent",
+            Some(json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm["llm_id"]}})),
+        )
+        .await;
     let closed = format!("sip:127.0.0.1:{};transport=tcp", free_port());
-    server.api(Method::POST, "/import-phone-number", Some(json!({"phone_number": FROM, "termination_uri": closed, "outbound_agents": [{"agent_id": agent["agent_id"], "weight": 1}]}))).await;
+    server
+        .api(
+            Method::POST,
+            "/import-phone-number",
+            Some(
+                json!({"phone_number": FROM, "termination_uri": closed, "outbound_agents": [{"agent_id": agent["agent_id"], "weight": 1}]}),
+            ),
+        )
+        .await;
     let mut calls = Vec::new();
     for i in 0..3 {
-        let call = server.api(Method::POST, "/v2/create-phone-call", Some(json!({"from_number": FROM, "to_number": format!("+1212555{:04}", 2000 + i)}))).await;
+        let call = server
+            .api(Method::POST, "/v2/create-phone-call", Some(json!({"from_number": FROM, "to_number": format!("+1212555{:04}", 2000 + i)})))
+            .await;
         calls.push(call["call_id"].as_str().unwrap().to_owned());
     }
     // Wait until every call's events are in the outbox and being retried.
@@ -254,7 +276,10 @@ async fn events_not_delivered_before_a_kill_9_are_delivered_after_the_restart() 
     'wait: loop {
         queued.clear();
         for call_id in &calls {
-            let items = server.api(Method::GET, &format!("/list-call-webhooks/{call_id}"), None).await["items"].as_array().cloned().unwrap_or_default();
+            let items = server.api(Method::GET, &format!("/list-call-webhooks/{call_id}"), None).await["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if items.len() < 3 || items[0]["attempts"].as_i64().unwrap() < 1 {
                 assert!(tokio::time::Instant::now() < deadline, "events not queued: {items:?}");
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -95,7 +95,6 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
 }
 
 impl Drop for Receiver {
@@ -112,11 +111,7 @@ pub fn events(received: &[Received]) -> Vec<(String, String)> {
 /// The events a call got, in arrival order, each once (a retried event counts once).
 pub fn events_of(received: &[Received], call_id: &str) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    received
-        .iter()
-        .filter(|r| r.call_id() == call_id && seen.insert(r.event_id.clone()))
-        .map(|r| r.event().to_owned())
-        .collect()
+    received.iter().filter(|r| r.call_id() == call_id && seen.insert(r.event_id.clone())).map(|r| r.event().to_owned()).collect()
 }
 
 /// The check the SDKs make, written out independently: `v=<ms>,d=<hex HMAC-SHA256(key, body + ms)>`.
