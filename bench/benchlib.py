@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -13,18 +14,33 @@ KEY = "key_bench_0123456789"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+# Ports handed to the benchmark's own listeners and sipp: blocks of four (sipp binds its -mp port
+# and that port + 2) from a range below the kernel's ephemeral ports (32768-60999) and outside
+# the server's RTP range, so no port handed out here can be taken by someone else's bind(0).
+BENCH_PORTS = (12000, 19999)
+RTP_PORTS = "20000-31999"
+_next_port = [BENCH_PORTS[0] + 4 * (os.getpid() % 500)]
+
+
+def _bindable(port):
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        for offset in (0, 2):
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind(("127.0.0.1", port + offset))
+                except OSError:
+                    return False
+    return True
+
+
 def free_port():
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
+    """A port of BENCH_PORTS free for UDP and TCP (and port + 2 too), never handed out twice."""
+    for _ in range((BENCH_PORTS[1] - BENCH_PORTS[0]) // 4):
+        port = _next_port[0]
+        _next_port[0] = port + 4 if port + 8 <= BENCH_PORTS[1] else BENCH_PORTS[0]
+        if _bindable(port):
             return port
-        except OSError:
-            continue
+    raise RuntimeError("no free port in the benchmark range")
 
 
 def cpu_seconds(pid):
@@ -47,10 +63,36 @@ class Api:
             text = resp.read()
             return json.loads(text) if text else None
 
+    def create_call(self, body, max_attempts=50):
+        """create-phone-call as a client must do it: the SDKs never retry it by themselves, so a
+        429 rate_limited is retried here after its retry-after-ms (or a doubling backoff)."""
+        delay = 0.1
+        for attempt in range(max_attempts):
+            try:
+                return self.call("POST", "/v2/create-phone-call", body)
+            except urllib.error.HTTPError as err:
+                if err.code != 429 or attempt + 1 == max_attempts:
+                    raise
+                hinted = err.headers.get("retry-after-ms")
+                time.sleep(float(hinted) / 1000 if hinted else delay)
+                delay = min(delay * 2, 2.0)
+
+
+def server_binary():
+    """UPONAI_BIN if set (the test suite's smoke runs use its debug build), else the release build."""
+    return os.environ.get("UPONAI_BIN") or os.path.join(ROOT, "target", "release", "uponai")
+
 
 def build_release():
+    if os.environ.get("UPONAI_BIN"):
+        return
     print("building uponai (release)...", flush=True)
     subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "uponai"], cwd=ROOT, check=True)
+
+
+def smoke_args(parser):
+    """--smoke: a tiny run (a few calls, seconds) that only proves the benchmark still works."""
+    parser.add_argument("--smoke", action="store_true", help="a few calls in a few seconds, to keep the script working")
 
 
 def start_server(workdir, extra_args=()):
@@ -58,8 +100,8 @@ def start_server(workdir, extra_args=()):
     http_port, sip_port = free_port(), free_port()
     env = dict(os.environ, UPONAI_API_KEY=KEY, RUST_LOG="warn")
     server = subprocess.Popen(
-        [os.path.join(ROOT, "target", "release", "uponai"), "serve", "--data-dir", os.path.join(workdir, "data"),
-         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", "20000-39999",
+        [server_binary(), "serve", "--data-dir", os.path.join(workdir, "data"),
+         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", RTP_PORTS,
          *extra_args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in server.stdout:

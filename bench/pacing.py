@@ -8,7 +8,7 @@ achieved rate vs configured, the most INVITEs in any one-second window, the gap 
 consecutive INVITEs (p50/p99) vs the ideal 1/CPS, and create-phone-call → INVITE-on-the-wire
 latency (p50/p99) for accepted requests.
 
-Usage: bench/pacing.py [--seconds 35] [--clients 4]
+Usage: bench/pacing.py [--seconds 35] [--clients 4] [--smoke]
 """
 
 import argparse
@@ -22,7 +22,7 @@ import time
 import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, build_release, percentile, start_server, start_sipp_uas, stop  # noqa: E402
+from benchlib import ROOT, build_release, percentile, smoke_args, start_server, start_sipp_uas, stop  # noqa: E402
 
 
 def place(api, number, seq):
@@ -108,10 +108,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=35)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--under-budget-seconds", type=int, default=15)
+    smoke_args(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.clients, args.under_budget_seconds = 2, 2, 1
     if not shutil.which("sipp"):
         sys.exit("sipp is missing: apt-get install sip-tester")
     build_release()
+    smoke_failures = []
     workdir = tempfile.mkdtemp(prefix="uponai-pacing-")
     log = os.path.join(workdir, "messages.log")
     server, api = start_server(workdir)
@@ -135,8 +140,8 @@ def main():
             accepted, counts = drive(api, number, provider, args.seconds, args.clients)
             time.sleep(2)
             results.append((f"{provider} saturated", cps, accepted, counts))
-            print(f"running {provider} at 80% of {cps} CPS for 15 s...", flush=True)
-            accepted, counts = drive_under_budget(api, number, provider, cps, 15)
+            print(f"running {provider} at 80% of {cps} CPS for {args.under_budget_seconds} s...", flush=True)
+            accepted, counts = drive_under_budget(api, number, provider, cps, args.under_budget_seconds)
             time.sleep(2)
             results.append((f"{provider} 80%", cps, accepted, counts))
         time.sleep(1)
@@ -152,9 +157,13 @@ def main():
             print(f"{provider:>17} {cps:>4} {len(accepted):>9} {counts['429']:>6} {len(times):>8} {rate:>11.2f} {busiest:>11} "
                   f"{percentile(gaps, 0.5):>8.1f} / {percentile(gaps, 0.99):<6.1f} ({1000 / cps:.1f}) "
                   f"{percentile(latencies, 0.5):>12.1f} / {percentile(latencies, 0.99):<8.1f}")
+            if args.smoke and (not accepted or len(times) < len(accepted) or busiest > cps):
+                smoke_failures.append(f"{provider}: {len(accepted)} accepted, {len(times)} INVITEs seen, busiest second {busiest}")
     finally:
         stop(sipp, server)
         shutil.rmtree(workdir, ignore_errors=True)
+    if smoke_failures:
+        sys.exit("smoke run failed: " + "; ".join(smoke_failures))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ event arrives.
    threads as uponai keeps in flight) sends the same number of bodies to the same receiver:
    the receiver's own ceiling. Reported: uponai's drain rate as a ratio of the peer's.
 
-Usage: bench/webhooks.py [--calls 200]
+Usage: bench/webhooks.py [--calls 200] [--smoke]
 """
 
 import argparse
@@ -32,7 +32,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import KEY, build_release, free_port, percentile, start_server, stop  # noqa: E402
+from benchlib import KEY, build_release, free_port, percentile, smoke_args, start_server, stop  # noqa: E402
 
 IN_FLIGHT = 32  # uponai's deliverer keeps at most this many attempts in flight.
 
@@ -137,7 +137,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--no-build", action="store_true")
+    smoke_args(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.calls = 5
     if not args.no_build:
         build_release()
     work = tempfile.mkdtemp(prefix="uponai-bench-webhooks-")
@@ -171,6 +174,8 @@ def main():
           f" ({peer_rate:.0f} events/s)")
     print(f"ratio uponai backlog drain / peer: {rate / peer_rate:.2f}")
     shutil.rmtree(work, ignore_errors=True)
+    if args.smoke and (received < 3 * args.calls or not done):
+        sys.exit(f"smoke run failed: {received}/{3 * args.calls} live events, backlog drained: {done}")
 
 
 if __name__ == "__main__":
