@@ -6,6 +6,7 @@
 //!   listeners and exposes their ports; `run_until_stopped` serves).
 //! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
 //! - `dispatch`: decides when a registered outbound call is dialed.
+//! - `admission`: concurrency slots and the CPS pacer (tickets held by call tasks).
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
 //! - `webhooks`: the events of calls' state changes, delivered from the store's outbox.
 //! - `store`: the only SQL.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod startup;
 pub mod telemetry;
 
+pub mod admission;
 pub mod api;
 pub mod calls;
 pub mod dispatch;

@@ -62,7 +62,7 @@ impl App {
         let runtime = CallRuntime::new(
             store.clone(),
             webhooks,
-            Arc::new(crate::dispatch::Admissions::default()),
+            Arc::new(crate::admission::Admissions::default()),
             endpoint,
             media::RtpPorts::new(settings.rtp_ports.clone()),
             settings.advertised_ip(),

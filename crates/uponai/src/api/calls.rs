@@ -22,7 +22,8 @@ use super::extract::{ApiJson, Workspace};
 use super::paging::{SortOrder, page_request};
 use super::validate::from_document;
 use crate::calls::{CallLeg, CreateCallError, NewCall, prepare_call};
-use crate::dispatch::{Refusal, TrunkRef};
+use crate::admission::Refusal;
+use crate::domain::limits::TrunkRef;
 use crate::domain::{AgentId, CallId, Direction, WorkspaceId};
 use crate::store::{Document, StoreError};
 

@@ -9,7 +9,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
 use super::validate::{from_document, to_document};
 use super::{ApiState, nullable};
-use crate::dispatch::limits::{CpsProvider, DEFAULT_CONCURRENCY, Limits, MAX_CONCURRENCY};
+use crate::domain::limits::{CpsProvider, DEFAULT_CONCURRENCY, Limits, MAX_CONCURRENCY};
 use crate::domain::{TerminationUri, Transport, WorkspaceId};
 
 /// The providers whose numbers ride a workspace-wide trunk.

@@ -112,7 +112,7 @@ async fn wait_for_slot(
     workspace_id: &WorkspaceId,
     invite: &Request,
     tx: &ServerTxHandle,
-) -> Option<crate::dispatch::Ticket> {
+) -> Option<crate::admission::Ticket> {
     let limits = rt.limits(workspace_id).await;
     if let Some(slot) = rt.admissions.try_inbound_slot(workspace_id, &limits) {
         return Some(slot);

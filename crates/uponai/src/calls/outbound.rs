@@ -16,7 +16,7 @@ use super::outcome::{DialFailure, status_after_connect};
 use super::runtime::CallRuntime;
 use super::talk::{Leg, talk};
 use super::trunk::{self, DialPlan};
-use crate::dispatch::Ticket;
+use crate::admission::Ticket;
 use crate::domain::{CallStatus, DisconnectionReason, WorkspaceId, now_ms};
 use crate::store::{CallRow, Document};
 

@@ -21,7 +21,7 @@ pub struct CallRuntime {
     /// Plans the events of every state change, written with it; wakes their delivery.
     pub webhooks: Arc<Webhooks>,
     /// Concurrency slots and the CPS pacer.
-    pub admissions: Arc<crate::dispatch::Admissions>,
+    pub admissions: Arc<crate::admission::Admissions>,
     pub endpoint: sip::Endpoint,
     pub rtp_ports: media::RtpPorts,
     /// Put in Contact headers and SDP.
@@ -74,7 +74,7 @@ impl CallRuntime {
     pub fn new(
         store: Arc<Store>,
         webhooks: Arc<Webhooks>,
-        admissions: Arc<crate::dispatch::Admissions>,
+        admissions: Arc<crate::admission::Admissions>,
         endpoint: sip::Endpoint,
         rtp_ports: media::RtpPorts,
         advertised_ip: IpAddr,
@@ -193,9 +193,9 @@ impl CallRuntime {
     }
 
     /// The limits in force for a workspace (defaults if its settings cannot be read).
-    pub async fn limits(&self, workspace_id: &WorkspaceId) -> crate::dispatch::limits::Limits {
+    pub async fn limits(&self, workspace_id: &WorkspaceId) -> crate::domain::limits::Limits {
         let settings = self.store.workspace_settings(workspace_id).await.unwrap_or_default();
-        crate::dispatch::limits::Limits::from_settings(&settings)
+        crate::domain::limits::Limits::from_settings(&settings)
     }
 
     /// At start: calls a previous run left in flight. Undispatched outbound calls are dialed;

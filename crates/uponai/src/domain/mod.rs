@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod call;
 pub mod ids;
+pub mod limits;
 pub mod phone;
 pub mod time_window;
 pub mod trunk;

@@ -2,9 +2,7 @@
 //! table: Twilio default 1, max 5; Telnyx default 1, max 16; custom default 1, max
 //! concurrency ÷ 20, at least 1).
 
-use serde_json::Value;
-
-use crate::store::Document;
+use serde_json::{Map, Value};
 
 pub const DEFAULT_CONCURRENCY: u32 = 20;
 pub const MAX_CONCURRENCY: u32 = 10_000;
@@ -48,6 +46,14 @@ impl CpsProvider {
     }
 }
 
+/// Which trunk a call leaves through, and whose CPS limit applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkRef {
+    pub provider: CpsProvider,
+    /// Identifies the trunk within the workspace (the termination URI for custom trunks).
+    pub key: String,
+}
+
 /// The limits in force for one workspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -59,7 +65,7 @@ pub struct Limits {
 
 impl Limits {
     /// Reads the workspace settings document (validated when written); defaults where unset.
-    pub fn from_settings(settings: &Document) -> Self {
+    pub fn from_settings(settings: &Map<String, Value>) -> Self {
         let number =
             |value: Option<&Value>, default: u32| value.and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).unwrap_or(default);
         let cps = settings.get("cps_config");
@@ -90,7 +96,7 @@ mod tests {
 
     #[test]
     fn defaults_and_the_custom_ceiling_follow_the_spec_table() {
-        let defaults = Limits::from_settings(&Document::new());
+        let defaults = Limits::from_settings(&Map::new());
         assert_eq!(defaults, Limits { concurrency: 20, twilio_cps: 1, telnyx_cps: 1, custom_cps: 1 });
         assert_eq!(CpsProvider::Custom.max_cps(20), 1);
         assert_eq!(CpsProvider::Custom.max_cps(19), 1, "at least 1");
