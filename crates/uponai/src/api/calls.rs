@@ -23,35 +23,21 @@ use super::paging::{SortOrder, page_request};
 use super::validate::from_document;
 use crate::calls::{CallLeg, CreateCallError, NewCall, prepare_call};
 use crate::admission::Refusal;
+use crate::dispatch::PlaceError;
 use crate::domain::limits::TrunkRef;
 use crate::domain::{AgentId, CallId, Direction, WorkspaceId};
 use crate::store::{Document, StoreError};
 
-/// Runs call creation: validate, then (for calls we dial) admit through the workspace's
-/// concurrency and the trunk's CPS limit, store, and hand to the dialer.
+/// Runs call creation: validate, then let the dispatcher decide (admit or refuse, store, dial).
 pub(super) async fn create(state: &ApiState, workspace_id: &WorkspaceId, request: NewCall) -> ApiResult<CallResponse> {
-    let idempotency_key = request.idempotency_key.clone();
     let prepared = prepare_call(&state.store, workspace_id, request, rand::random::<f64>()).await.map_err(|err| match err {
         CreateCallError::Invalid { field, problem } => ApiError::field(field, problem),
         CreateCallError::Store(err) => ApiError::from_store(err, "call"),
     })?;
-    if let Some(key) = &idempotency_key {
-        // A repeat returns the first call and never dials twice (nor counts against limits).
-        if let Some(first) = state.store.find_idempotent_call(workspace_id, key).await.map_err(|err| ApiError::from_store(err, "call"))? {
-            return Ok(CallResponse::from_row(first, &state.recording_links));
-        }
-    }
-    let ticket = match &prepared.trunk {
-        Some(trunk) if prepared.row.direction == Direction::Outbound => {
-            let limits = state.calls.limits(workspace_id).await;
-            Some(state.calls.admissions.admit(workspace_id, trunk, &limits, 0).map_err(|refusal| rate_limited(&refusal, trunk))?)
-        }
-        _ => None,
-    };
-    let (row, is_new) = state.store.insert_call(workspace_id, &prepared.row).await.map_err(|err| ApiError::from_store(err, "call"))?;
-    if let (true, Some(ticket)) = (is_new, ticket) {
-        state.dispatcher.dispatch(workspace_id.clone(), row.call_id.clone(), ticket);
-    }
+    let row = state.dispatcher.place_now(workspace_id, prepared).await.map_err(|err| match err {
+        PlaceError::Refused { refusal, trunk } => rate_limited(&refusal, &trunk),
+        PlaceError::Store(err) => ApiError::from_store(err, "call"),
+    })?;
     Ok(CallResponse::from_row(row, &state.recording_links))
 }
 

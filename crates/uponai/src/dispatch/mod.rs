@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::admission::{Refusal, Ticket};
-use crate::calls::{CallRuntime, outbound};
+use crate::calls::{CallRuntime, PreparedCall, outbound};
 use crate::domain::limits::TrunkRef;
-use crate::domain::{CallId, WorkspaceId};
+use crate::domain::{CallId, Direction, WorkspaceId};
+use crate::store::{CallRow, StoreError};
 
 /// Admits a call as soon as the limits allow, waiting as each refusal says; `None` if the
 /// process is shutting down first. For calls that must not be refused (recovered calls, batch
@@ -45,15 +46,37 @@ pub async fn sleep_unless_stopped(runtime: &CallRuntime, duration: Duration) -> 
 }
 
 /// Hands admitted calls to the dialer. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Dispatcher {
     queue: mpsc::UnboundedSender<(WorkspaceId, CallId, Ticket)>,
+    runtime: Arc<CallRuntime>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
+}
+
+/// Why `place_now` placed nothing (and recorded nothing).
+#[derive(Debug)]
+pub enum PlaceError {
+    /// A limit refused the call: the client is told when to retry (429).
+    Refused { refusal: Refusal, trunk: TrunkRef },
+    Store(StoreError),
+}
+
+impl From<StoreError> for PlaceError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
 }
 
 impl Dispatcher {
     /// Starts the dispatch task on `runtime`.
     pub fn start(runtime: Arc<CallRuntime>) -> Self {
         let (queue, mut calls) = mpsc::unbounded_channel::<(WorkspaceId, CallId, Ticket)>();
+        let dialer = Self { queue, runtime: runtime.clone() };
         tokio::spawn(async move {
             while let Some((workspace_id, call_id, ticket)) = calls.recv().await {
                 // The call task claims the call in the store the moment its INVITE may leave,
@@ -69,7 +92,36 @@ impl Dispatcher {
                 runtime.tracker.spawn(outbound::run(runtime.clone(), workspace_id, call, ticket));
             }
         });
-        Self { queue }
+        dialer
+    }
+
+    /// The decision for a call asked for now (the API's create routes): a repeated
+    /// `idempotency_key` returns the first call and counts against nothing; otherwise the call
+    /// is admitted through the workspace's concurrency and its trunk's CPS or refused, and only
+    /// an admitted call is stored and queued for dialing. Calls we do not dial (dial-in
+    /// registrations) are only stored.
+    pub async fn place_now(&self, workspace_id: &WorkspaceId, prepared: PreparedCall) -> Result<CallRow, PlaceError> {
+        let store = &self.runtime.store;
+        if let Some(key) = &prepared.row.idempotency_key
+            && let Some(first) = store.find_idempotent_call(workspace_id, key).await?
+        {
+            return Ok(first);
+        }
+        let ticket = match &prepared.trunk {
+            Some(trunk) if prepared.row.direction == Direction::Outbound => {
+                let limits = self.runtime.limits(workspace_id).await;
+                let admitted = self.runtime.admissions.admit(workspace_id, trunk, &limits, 0);
+                Some(admitted.map_err(|refusal| PlaceError::Refused { refusal, trunk: trunk.clone() })?)
+            }
+            _ => None,
+        };
+        // The store checks the key again inside its transaction: two racing repeats store one
+        // call, and the loser's ticket is dropped (released) here.
+        let (row, is_new) = store.insert_call(workspace_id, &prepared.row).await?;
+        if let (true, Some(ticket)) = (is_new, ticket) {
+            self.dispatch(workspace_id.clone(), row.call_id.clone(), ticket);
+        }
+        Ok(row)
     }
 
     /// Admits a stored call as soon as the limits allow (waiting, not refusing), then queues
