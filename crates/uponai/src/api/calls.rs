@@ -21,8 +21,8 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
 use super::paging::{SortOrder, page_request};
 use super::validate::from_document;
-use crate::calls::{CallLeg, CreateCallError, NewCall, prepare_call};
 use crate::admission::Refusal;
+use crate::calls::{CallLeg, CreateCallError, NewCall, prepare_call};
 use crate::dispatch::PlaceError;
 use crate::domain::limits::TrunkRef;
 use crate::domain::{AgentId, CallId, Direction, WorkspaceId};
@@ -327,8 +327,8 @@ pub async fn stop_call(State(state): State<ApiState>, Workspace(key): Workspace,
     if !state.calls.hang_up(&call_id) && call.call_status == crate::domain::CallStatus::Registered {
         // No task owns it (a dial-in still waiting, or not yet picked up): end it here; the
         // dispatcher will not dial an ended call.
-        let status = crate::domain::CallStatus::NotConnected;
-        state.calls.end(&key.workspace_id, &call_id, status, crate::domain::DisconnectionReason::ManualStopped, Document::new()).await;
+        let termination = crate::domain::Termination::not_connected(crate::domain::DisconnectionReason::ManualStopped);
+        state.calls.end(&key.workspace_id, &call_id, termination, Document::new()).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::domain::limits::{CpsProvider, TrunkRef};
 use crate::domain::agent::{EngineRef, engine_ref};
+use crate::domain::limits::{CpsProvider, TrunkRef};
 use crate::domain::{AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString, Direction, WorkspaceId};
 use crate::store::{AGENTS, CallRow, Document, LLMS, Store, StoreError};
 

@@ -10,11 +10,10 @@ use sip::endpoint::{Target, TransportKind, new_token};
 use sip::{Incoming, NameAddr, Request, Response, ServerTxHandle, SipUri};
 
 use super::create::{CallLeg, CreateCallError, NewCall, create_call};
-use super::outcome::status_after_connect;
 use super::runtime::{CallRuntime, REGISTERED_CALL_TIMEOUT_MS};
 use super::talk::{Leg, talk};
 use super::trunk;
-use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId, now_ms};
+use crate::domain::{CallId, CallStatus, DisconnectionReason, Termination, WorkspaceId, now_ms};
 use crate::store::{CallRow, Document};
 
 pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
@@ -98,12 +97,12 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
             }
         };
         tracing::info!(call_id = %call.call_id, reason = reason.as_str(), "call.refused: concurrency limit");
-        rt.end(&workspace_id, &call.call_id, CallStatus::Error, reason, Document::new()).await;
+        rt.end(&workspace_id, &call.call_id, Termination::error(reason), Document::new()).await;
         return;
     };
     let (hangup, _guard) = rt.hangup_token(&call.call_id);
-    let (status, reason, patch) = accept(&rt, &workspace_id, &call, &request, incoming.source, &tx, &hangup).await;
-    rt.end(&workspace_id, &call.call_id, status, reason, patch).await;
+    let (termination, patch) = accept(&rt, &workspace_id, &call, &request, incoming.source, &tx, &hangup).await;
+    rt.end(&workspace_id, &call.call_id, termination, patch).await;
 }
 
 /// A concurrency slot for an inbound call, waiting (ringing) up to the queue time for one.
@@ -138,7 +137,7 @@ async fn registered_call(rt: &Arc<CallRuntime>, call_id: &CallId) -> Option<(Wor
         return None;
     }
     if call.created_at / 1000 < now_ms() - REGISTERED_CALL_TIMEOUT_MS {
-        rt.end(&workspace_id, call_id, CallStatus::Error, DisconnectionReason::RegisteredCallTimeout, Document::new()).await;
+        rt.end(&workspace_id, call_id, Termination::error(DisconnectionReason::RegisteredCallTimeout), Document::new()).await;
         return None;
     }
     // Claim it, so a second INVITE for the same id cannot join too.
@@ -153,8 +152,8 @@ async fn accept(
     source: Target,
     tx: &ServerTxHandle,
     hangup: &tokio_util::sync::CancellationToken,
-) -> (CallStatus, DisconnectionReason, Document) {
-    let failed = || (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+) -> (Termination, Document) {
+    let failed = || (Termination::error(DisconnectionReason::ErrorUnknown), Document::new());
     let Ok(socket) = rt.rtp_ports.bind(rt.media_bind_ip).await else {
         tx.respond(Response::to(invite, 503, "Service Unavailable")).await;
         return failed();
@@ -167,7 +166,7 @@ async fn accept(
         Err(err) => {
             tracing::info!(call_id = %call.call_id, error = %err, "call.refused: no usable media offer");
             tx.respond(Response::to(invite, 488, "Not Acceptable Here")).await;
-            return (CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new());
+            return (Termination::error(DisconnectionReason::ErrorUnknown), Document::new());
         }
     };
     let local_tag = new_token();
@@ -194,5 +193,5 @@ async fn accept(
     let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": invite.call_id()}));
-    (status_after_connect(talked.reason), talked.reason, patch)
+    (Termination::after_connect(talked.reason), patch)
 }

@@ -12,12 +12,12 @@ use sip::endpoint::{ClientEvent, Target, TransportKind, new_token};
 use sip::{Headers, Method, Request, Response, SipUri};
 use tokio::time::Instant;
 
-use super::outcome::{DialFailure, status_after_connect};
+use super::outcome::DialFailure;
 use super::runtime::CallRuntime;
 use super::talk::{Leg, talk};
 use super::trunk::{self, DialPlan};
 use crate::admission::Ticket;
-use crate::domain::{CallStatus, DisconnectionReason, WorkspaceId, now_ms};
+use crate::domain::{DisconnectionReason, Termination, WorkspaceId, now_ms};
 use crate::store::{CallRow, Document};
 
 /// Default and bounds of `ring_duration_ms`.
@@ -30,7 +30,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(32);
 pub async fn run(rt: Arc<CallRuntime>, workspace_id: WorkspaceId, call: CallRow, mut ticket: Ticket) {
     let (hangup, _guard) = rt.hangup_token(&call.call_id);
     match dial(&rt, &workspace_id, &call, &hangup, &mut ticket).await {
-        Some((status, reason, patch)) => rt.end(&workspace_id, &call.call_id, status, reason, patch).await,
+        Some((termination, patch)) => rt.end(&workspace_id, &call.call_id, termination, patch).await,
         // Another task holds the call (or it already ended): it is not ours to end.
         None => tracing::debug!(call_id = %call.call_id, "call already claimed"),
     }
@@ -42,8 +42,8 @@ async fn dial(
     call: &CallRow,
     hangup: &tokio_util::sync::CancellationToken,
     ticket: &mut Ticket,
-) -> Option<(CallStatus, DisconnectionReason, Document)> {
-    let failed = |failure: DialFailure| Some((failure.status(), failure.reason(), Document::new()));
+) -> Option<(Termination, Document)> {
+    let failed = |failure: DialFailure| Some((failure.termination(), Document::new()));
     let number = match rt.store.get_number(workspace_id, &call.from_number).await {
         Ok(number) => number,
         Err(err) => {
@@ -62,12 +62,12 @@ async fn dial(
         Ok(socket) => socket,
         Err(err) => {
             tracing::error!(call_id = %call.call_id, error = %err, "no RTP port");
-            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
+            return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     };
     let local_media = match socket.local_addr() {
         Ok(addr) => std::net::SocketAddr::new(rt.advertised_ip, addr.port()),
-        Err(_) => return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new())),
+        Err(_) => return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new())),
     };
     let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
     let mut invite = build_invite(rt, call, &plan, &offer);
@@ -88,7 +88,7 @@ async fn dial(
     tokio::select! {
         () = ticket.invite_may_leave() => {}
         () = stop_requested(rt, hangup) => {
-            return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
+            return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
         }
     }
     match rt.store.mark_call_dispatched(&call.call_id, now_ms()).await {
@@ -96,7 +96,7 @@ async fn dial(
         Ok(false) => return None,
         Err(err) => {
             tracing::error!(call_id = %call.call_id, error = %err, "could not claim the call for dialing");
-            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
+            return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     }
     let ring_deadline = Instant::now() + Duration::from_millis(ring_ms);
@@ -117,7 +117,7 @@ async fn dial(
                     200..=299 => break response,
                     401 | 407 if !answered_challenge && plan.username.is_some() => {
                         let Some(retry) = with_credentials(rt, &invite, &response, &plan) else {
-                            return failed(DialFailure::Rejected { status: response.status, after_our_cancel: false, after_our_credentials: false });
+                            return failed(DialFailure::Rejected { status: response.status, after_our_cancel: false });
                         };
                         answered_challenge = true;
                         invite = retry;
@@ -125,13 +125,9 @@ async fn dial(
                     }
                     status => {
                         if stopping {
-                            return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
+                            return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
                         }
-                        return failed(DialFailure::Rejected {
-                            status,
-                            after_our_cancel: cancel_deadline.is_some(),
-                            after_our_credentials: answered_challenge,
-                        });
+                        return failed(DialFailure::Rejected { status, after_our_cancel: cancel_deadline.is_some() });
                     }
                 },
             },
@@ -146,14 +142,14 @@ async fn dial(
             }
             () = sleep_until_opt(cancel_deadline) => {
                 if stopping {
-                    return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
+                    return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
                 }
                 return failed(DialFailure::RingTimeout);
             }
             () = stop_requested(rt, hangup), if !stopping => {
                 stopping = true;
                 if !got_provisional {
-                    return Some((CallStatus::NotConnected, DisconnectionReason::ManualStopped, Document::new()));
+                    return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
                 }
                 send_cancel(rt, &invite, plan.target).await;
                 cancel_deadline = Some(Instant::now() + Duration::from_secs(5));
@@ -166,7 +162,7 @@ async fn dial(
         Ok(dialog) => dialog,
         Err(err) => {
             tracing::warn!(call_id = %call.call_id, error = %err, "unusable 2xx");
-            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
+            return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     };
     let target = in_dialog_target(&dialog, plan.target);
@@ -187,7 +183,7 @@ async fn dial(
         Err(err) => {
             tracing::warn!(call_id = %call.call_id, error = %err, "unusable SDP answer");
             super::talk::send_bye(rt, &mut leg).await;
-            return Some((CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()));
+            return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     };
     let identifier = json!({"sip_call_id": sip_call_id});
@@ -196,7 +192,7 @@ async fn dial(
     let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": sip_call_id}));
-    Some((status_after_connect(talked.reason), talked.reason, patch))
+    Some((Termination::after_connect(talked.reason), patch))
 }
 
 fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &str) -> Request {

@@ -1,13 +1,13 @@
 //! How a dial attempt's SIP outcome becomes the call's one `disconnection_reason`, decided
 //! where the failure is seen.
 
-use crate::domain::{CallStatus, DisconnectionReason};
+use crate::domain::{CallStatus, DisconnectionReason, Termination};
 
 /// What became of an INVITE that did not lead to a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialFailure {
     /// A final non-2xx response.
-    Rejected { status: u16, after_our_cancel: bool, after_our_credentials: bool },
+    Rejected { status: u16, after_our_cancel: bool },
     /// We gave up ringing (ring_duration_ms) and the trunk did not answer our CANCEL.
     RingTimeout,
     /// No response at all (Timer B) or the transport failed.
@@ -17,38 +17,29 @@ pub enum DialFailure {
 }
 
 impl DialFailure {
-    pub fn reason(self) -> DisconnectionReason {
+    /// A call that never connected is `not_connected`, with the reason its failure gives.
+    pub fn termination(self) -> Termination {
+        Termination::not_connected(self.reason())
+    }
+
+    fn reason(self) -> DisconnectionReason {
         use DisconnectionReason as R;
         match self {
             Self::RingTimeout => R::DialNoAnswer,
             Self::Unreachable | Self::NoRoute => R::TelephonyProviderUnavailable,
-            Self::Rejected { status, after_our_cancel, after_our_credentials } => match status {
+            Self::Rejected { status, after_our_cancel } => match status {
                 486 | 600 => R::DialBusy,
                 408 | 480 => R::DialNoAnswer,
                 487 if after_our_cancel => R::DialNoAnswer,
                 404 | 484 | 604 => R::InvalidDestination,
-                403 => R::TelephonyProviderPermissionDenied,
-                401 | 407 if after_our_credentials => R::TelephonyProviderPermissionDenied,
-                401 | 407 => R::TelephonyProviderPermissionDenied,
+                // A challenge we could not answer, or answered and got again: the credentials
+                // are missing or wrong either way.
+                401 | 403 | 407 => R::TelephonyProviderPermissionDenied,
                 502 | 503 => R::TelephonyProviderUnavailable,
                 603 => R::UserDeclined,
                 _ => R::DialFailed,
             },
         }
-    }
-
-    /// A call that never connected is `not_connected`.
-    pub fn status(self) -> CallStatus {
-        CallStatus::NotConnected
-    }
-}
-
-/// The status a connected call ends with: `ended` for normal endings, `error` for failures.
-pub fn status_after_connect(reason: DisconnectionReason) -> CallStatus {
-    use DisconnectionReason as R;
-    match reason {
-        R::ErrorNoAudioReceived | R::ErrorUnknown | R::ErrorRetell | R::ErrorAsr => CallStatus::Error,
-        _ => CallStatus::Ended,
     }
 }
 
@@ -71,7 +62,7 @@ mod tests {
     use DisconnectionReason as R;
 
     fn rejected(status: u16) -> DisconnectionReason {
-        DialFailure::Rejected { status, after_our_cancel: false, after_our_credentials: false }.reason()
+        DialFailure::Rejected { status, after_our_cancel: false }.reason()
     }
 
     #[test]
@@ -99,13 +90,12 @@ mod tests {
 
     #[test]
     fn cancels_challenges_and_silence_have_their_own_reasons() {
-        let after_cancel = DialFailure::Rejected { status: 487, after_our_cancel: true, after_our_credentials: false };
+        let after_cancel = DialFailure::Rejected { status: 487, after_our_cancel: true };
         assert_eq!(after_cancel.reason(), R::DialNoAnswer);
-        let challenged_again = DialFailure::Rejected { status: 407, after_our_cancel: false, after_our_credentials: true };
+        let challenged_again = DialFailure::Rejected { status: 407, after_our_cancel: false };
         assert_eq!(challenged_again.reason(), R::TelephonyProviderPermissionDenied);
         assert_eq!(DialFailure::RingTimeout.reason(), R::DialNoAnswer);
         assert_eq!(DialFailure::Unreachable.reason(), R::TelephonyProviderUnavailable);
-        assert_eq!(status_after_connect(R::UserHangup), CallStatus::Ended);
-        assert_eq!(status_after_connect(R::ErrorNoAudioReceived), CallStatus::Error);
+        assert_eq!(DialFailure::NoRoute.termination(), Termination::not_connected(R::TelephonyProviderUnavailable));
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{CallId, CallStatus, DisconnectionReason, WorkspaceId, now_ms};
+use crate::domain::{CallId, CallStatus, DisconnectionReason, Termination, WorkspaceId, now_ms};
 use crate::store::{CallEnd, CallRow, Document, Store};
 use crate::webhooks::{Transition, Webhooks};
 
@@ -170,14 +170,8 @@ impl CallRuntime {
 
     /// Ends a call once, with its basic analysis and its events, logging the outcome with the
     /// same words the API uses.
-    pub async fn end(
-        &self,
-        workspace_id: &WorkspaceId,
-        call_id: &CallId,
-        status: CallStatus,
-        reason: DisconnectionReason,
-        mut patch: Document,
-    ) {
+    pub async fn end(&self, workspace_id: &WorkspaceId, call_id: &CallId, termination: Termination, mut patch: Document) {
+        let Termination { status, reason } = termination;
         patch.entry("call_analysis").or_insert_with(|| super::outcome::basic_analysis(status, reason));
         let end = CallEnd { status, reason, end_timestamp: now_ms(), document_patch: patch };
         let planner = self.webhooks.planner(workspace_id).await;
@@ -185,7 +179,10 @@ impl CallRuntime {
         match self.store.end_call(call_id, &end, &plan).await {
             Ok(true) => {
                 self.webhooks.wake();
-                tracing::info!(%workspace_id, %call_id, status = status.as_str(), reason = reason.as_str(), "call.ended");
+                tracing::info!(
+                    %workspace_id, %call_id, status = status.as_str(), reason = reason.as_str(),
+                    result = termination.result().as_str(), "call.ended"
+                );
             }
             Ok(false) => tracing::debug!(%call_id, "call had already ended"),
             Err(err) => tracing::error!(%call_id, error = %err, "could not record the end of a call"),
@@ -210,7 +207,7 @@ impl CallRuntime {
                 }
                 (CallStatus::Registered, false, true) => {}
                 _ => {
-                    self.end(&workspace_id, &call.call_id, CallStatus::Error, DisconnectionReason::ErrorUnknown, Document::new()).await;
+                    self.end(&workspace_id, &call.call_id, Termination::error(DisconnectionReason::ErrorUnknown), Document::new()).await;
                 }
             }
         }
@@ -229,7 +226,7 @@ impl CallRuntime {
             let cutoff_us = (now_ms() - REGISTERED_CALL_TIMEOUT_MS) * 1000;
             for (workspace_id, call, _) in calls {
                 if call.call_status == CallStatus::Registered && call.document.get("dial_in").is_some() && call.created_at < cutoff_us {
-                    self.end(&workspace_id, &call.call_id, CallStatus::Error, DisconnectionReason::RegisteredCallTimeout, Document::new())
+                    self.end(&workspace_id, &call.call_id, Termination::error(DisconnectionReason::RegisteredCallTimeout), Document::new())
                         .await;
                 }
             }

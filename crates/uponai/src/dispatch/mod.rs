@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::admission::{Refusal, Ticket};
 use crate::calls::{CallRuntime, PreparedCall, outbound};
 use crate::domain::limits::TrunkRef;
-use crate::domain::{CallId, Direction, WorkspaceId};
+use crate::domain::{CallId, Direction, DisconnectionReason, Termination, WorkspaceId};
 use crate::store::{CallRow, StoreError};
 
 /// Admits a call as soon as the limits allow, waiting as each refusal says; `None` if the
@@ -62,7 +62,10 @@ impl std::fmt::Debug for Dispatcher {
 #[derive(Debug)]
 pub enum PlaceError {
     /// A limit refused the call: the client is told when to retry (429).
-    Refused { refusal: Refusal, trunk: TrunkRef },
+    Refused {
+        refusal: Refusal,
+        trunk: TrunkRef,
+    },
     Store(StoreError),
 }
 
@@ -130,15 +133,8 @@ impl Dispatcher {
         let dispatcher = self.clone();
         tokio::spawn(async move {
             let Ok(number) = runtime.store.get_number(&workspace_id, &call.from_number).await else {
-                runtime
-                    .end(
-                        &workspace_id,
-                        &call.call_id,
-                        crate::domain::CallStatus::NotConnected,
-                        crate::domain::DisconnectionReason::TelephonyProviderUnavailable,
-                        crate::store::Document::new(),
-                    )
-                    .await;
+                let termination = Termination::not_connected(DisconnectionReason::TelephonyProviderUnavailable);
+                runtime.end(&workspace_id, &call.call_id, termination, crate::store::Document::new()).await;
                 return;
             };
             let trunk = crate::calls::create::trunk_of(&number);

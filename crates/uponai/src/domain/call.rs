@@ -92,6 +92,101 @@ wire_enum!(
     }
 );
 
+/// How a call ended: its final `call_status` and its one `disconnection_reason`, decided once
+/// where the end is seen and recorded once (`CallRuntime::end`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Termination {
+    pub status: CallStatus,
+    pub reason: DisconnectionReason,
+}
+
+/// Whose doing an end was, for logs and metrics (livekit's termination classes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminationResult {
+    /// The conversation ended as conversations do (either side hung up, a transfer, a limit).
+    Success,
+    /// The callee or the caller's request: busy, no answer, declined, a bad destination.
+    ClientError,
+    /// Ours: no audio, an engine failure, a crash.
+    ServerError,
+    /// The trunk or a provider: unavailable, permission denied, routing.
+    UpstreamError,
+    Indeterminate,
+}
+
+impl Termination {
+    /// A call that never connected.
+    pub fn not_connected(reason: DisconnectionReason) -> Self {
+        Self { status: CallStatus::NotConnected, reason }
+    }
+
+    /// A connected call's end: `error` for our own failures, `ended` otherwise.
+    pub fn after_connect(reason: DisconnectionReason) -> Self {
+        use DisconnectionReason as R;
+        let status = match reason {
+            R::ErrorNoAudioReceived | R::ErrorUnknown | R::ErrorRetell | R::ErrorAsr => CallStatus::Error,
+            _ => CallStatus::Ended,
+        };
+        Self { status, reason }
+    }
+
+    /// An end forced on a call whatever it had reached (a crash's leftovers, a timeout).
+    pub fn error(reason: DisconnectionReason) -> Self {
+        Self { status: CallStatus::Error, reason }
+    }
+
+    pub fn result(self) -> TerminationResult {
+        use DisconnectionReason as R;
+        match self.reason {
+            R::UserHangup
+            | R::AgentHangup
+            | R::UserRequestedDnc
+            | R::UserRequestedCallback
+            | R::CallTransfer
+            | R::TransferBridged
+            | R::VoicemailReached
+            | R::IvrReached
+            | R::Inactivity
+            | R::MaxDurationReached
+            | R::ManualStopped
+            | R::CallTakeOver => TerminationResult::Success,
+            R::DialBusy | R::DialNoAnswer | R::InvalidDestination | R::UserDeclined | R::ErrorUserNotJoined | R::RegisteredCallTimeout => {
+                TerminationResult::ClientError
+            }
+            R::DialFailed
+            | R::TelephonyProviderPermissionDenied
+            | R::TelephonyProviderUnavailable
+            | R::SipRoutingError
+            | R::MarkedAsSpam
+            | R::NetworkBlocked
+            | R::ErrorLlmWebsocketOpen
+            | R::ErrorLlmWebsocketLostConnection
+            | R::ErrorLlmWebsocketRuntime
+            | R::ErrorLlmWebsocketCorruptPayload => TerminationResult::UpstreamError,
+            R::ErrorNoAudioReceived | R::ErrorAsr | R::ErrorRetell | R::ErrorUnknown => TerminationResult::ServerError,
+            R::ConcurrencyLimitReached
+            | R::NoConcurrencyFallback
+            | R::NoValidPayment
+            | R::CreditExhausted
+            | R::BudgetReached
+            | R::ScamDetected
+            | R::TransferCancelled => TerminationResult::Indeterminate,
+        }
+    }
+}
+
+impl TerminationResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::ClientError => "client_error",
+            Self::ServerError => "server_error",
+            Self::UpstreamError => "upstream_error",
+            Self::Indeterminate => "indeterminate",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +199,13 @@ mod tests {
         assert_eq!(DisconnectionReason::ALL.len(), 39);
         assert_eq!(CallStatus::parse("not_connected"), Some(CallStatus::NotConnected));
         assert_eq!(CallStatus::parse("NotConnected"), None);
+    }
+
+    #[test]
+    fn a_connected_call_ends_in_error_only_for_our_own_failures() {
+        assert_eq!(Termination::after_connect(DisconnectionReason::UserHangup).status, CallStatus::Ended);
+        assert_eq!(Termination::after_connect(DisconnectionReason::ErrorNoAudioReceived).status, CallStatus::Error);
+        assert_eq!(Termination::not_connected(DisconnectionReason::DialBusy).result(), TerminationResult::ClientError);
+        assert_eq!(Termination::error(DisconnectionReason::ErrorUnknown).result(), TerminationResult::ServerError);
     }
 }

@@ -14,7 +14,7 @@ pub mod trunk;
 pub mod version;
 pub mod weights;
 
-pub use call::{CallStatus, CallType, Direction, DisconnectionReason};
+pub use call::{CallStatus, CallType, Direction, DisconnectionReason, Termination, TerminationResult};
 pub use ids::{AgentId, CallId, EventId, KeyId, LlmId, WorkspaceId};
 pub use phone::{DialString, E164};
 pub use trunk::{TerminationUri, Transport};
