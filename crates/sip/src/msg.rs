@@ -58,16 +58,18 @@ impl std::fmt::Display for Method {
 pub struct Headers(Vec<(String, String)>);
 
 fn canonical(name: &str) -> &str {
-    match name.to_ascii_lowercase().as_str() {
-        "v" => "via",
-        "i" => "call-id",
-        "f" => "from",
-        "t" => "to",
-        "m" => "contact",
-        "l" => "content-length",
-        "c" => "content-type",
-        "k" => "supported",
-        "s" => "subject",
+    // Compact forms are one letter (RFC 3261 §7.3.3); anything longer is its own name.
+    let [letter] = name.as_bytes() else { return name };
+    match letter.to_ascii_lowercase() {
+        b'v' => "via",
+        b'i' => "call-id",
+        b'f' => "from",
+        b't' => "to",
+        b'm' => "contact",
+        b'l' => "content-length",
+        b'c' => "content-type",
+        b'k' => "supported",
+        b's' => "subject",
         _ => name,
     }
 }
@@ -405,11 +407,20 @@ fn is_token_byte(b: u8) -> bool {
 /// [`MAX_MESSAGE_BYTES`] + 4 bytes.
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
     let window = &buf[..buf.len().min(MAX_MESSAGE_BYTES + 4)];
-    window.windows(2).enumerate().find_map(|(i, pair)| match pair {
-        b"\n\n" => Some((i, 2)),
-        b"\r\n" if window.get(i + 2..i + 4) == Some(b"\r\n".as_slice()) => Some((i, 4)),
-        _ => None,
-    })
+    // A plain index loop: this runs on every byte of every message, also in debug builds.
+    let mut i = 0;
+    while i + 1 < window.len() {
+        if window[i] == b'\n' {
+            if window[i + 1] == b'\n' {
+                return Some((i, 2));
+            }
+            if i >= 1 && window[i - 1] == b'\r' && window[i + 1] == b'\r' && window.get(i + 2) == Some(&b'\n') {
+                return Some((i - 1, 4));
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Splits the header block into logical lines, joining folded continuation lines.
@@ -760,5 +771,56 @@ i: x@y\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\n ;tag=2\r\nCSeq: 1 INVITE\r\nl: 
         for case in cases {
             assert!(matches!(parse(case, false), Err(ParseError::Invalid(_))), "{:?}", String::from_utf8_lossy(case));
         }
+    }
+
+    const OPTIONS_HEAD: &str = "OPTIONS sip:uponai@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+From: <sip:probe@10.0.0.1>;tag=a\r\nTo: <sip:uponai@10.0.0.2>\r\nCall-ID: options-1\r\nCSeq: 1 OPTIONS\r\n";
+
+    #[test]
+    fn a_content_length_of_u64_max_is_a_bad_request_not_an_overflow() {
+        let raw = format!("{OPTIONS_HEAD}Content-Length: 18446744073709551615\r\n\r\n");
+        for stream in [false, true] {
+            assert_eq!(parse(raw.as_bytes(), stream), Err(ParseError::Invalid("bad Content-Length")));
+        }
+        let too_big = format!("{OPTIONS_HEAD}Content-Length: {}\r\n\r\n", MAX_MESSAGE_BYTES);
+        assert_eq!(parse(too_big.as_bytes(), true), Err(ParseError::Invalid("message too large")));
+        let response = bad_request_response(raw.as_bytes()).unwrap();
+        assert_eq!((response.status, response.reason.as_str()), (400, "Bad Request (bad Content-Length)"));
+        assert_eq!((response.call_id(), response.cseq()), ("options-1", (1, Method::Options)));
+        assert_eq!(response.branch(), Some("z9hG4bK1"));
+        assert!(param(response.headers.get("to").unwrap(), "tag").is_some());
+        let (Message::Response(reparsed), _) = parse(&response.to_bytes(), false).unwrap() else { panic!() };
+        assert_eq!(reparsed.status, 400);
+    }
+
+    #[test]
+    fn wire_numbers_out_of_range_are_invalid() {
+        for (header, why) in [
+            ("CSeq: 4294967296 OPTIONS", "bad CSeq"),
+            ("CSeq: +1 OPTIONS", "bad CSeq"),
+            ("CSeq: 2 INVITE", "CSeq method does not match the request method"),
+            ("Max-Forwards: 256", "bad Max-Forwards"),
+            ("Max-Forwards: -1", "bad Max-Forwards"),
+            ("Expires: 4294967296", "bad Expires"),
+            ("Via: SIP/2.0/UDP h:65536;branch=z9hG4bK2", "bad Via"),
+            ("Contact: <sip:x@h:99999>", "bad Contact"),
+            ("Content-Length: 1e3", "bad Content-Length"),
+        ] {
+            let head = if header.starts_with("CSeq") { OPTIONS_HEAD.replace("CSeq: 1 OPTIONS\r\n", "") } else { OPTIONS_HEAD.to_owned() };
+            let raw = format!("{head}{header}\r\nContent-Length: 0\r\n\r\n")
+                .replace("Content-Length: 1e3\r\nContent-Length: 0", "Content-Length: 1e3");
+            assert_eq!(parse(raw.as_bytes(), false).map(|_| ()), Err(ParseError::Invalid(why)), "{header}");
+        }
+        let fine = format!("{OPTIONS_HEAD}Max-Forwards: 0255\r\nExpires: 4294967295\r\nContent-Length: 0\r\n\r\n");
+        assert!(parse(fine.as_bytes(), false).is_ok());
+    }
+
+    #[test]
+    fn responses_and_requests_without_a_call_id_get_no_bad_request() {
+        assert_eq!(bad_request_response(b"SIP/2.0 200 OK\r\nCSeq: x\r\n\r\n"), None);
+        assert_eq!(bad_request_response(b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 BYE\r\n\r\n"), None);
+        assert_eq!(bad_request_response(INVITE.as_bytes()), None, "valid requests are not rejected");
+        let unknown = Request { method: Method::Options, uri: "urn:x".into(), headers: Headers::new(), body: Vec::new() };
+        assert_eq!(check_request(&unknown).map(|r| r.status), Some(416));
     }
 }
