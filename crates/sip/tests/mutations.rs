@@ -1,7 +1,7 @@
 //! Property test: no mutation of a real message panics the parsers, and what they accept
 //! stays bounded. 100,000+ seeded mutations of the RFC 4475 torture corpus and a trunk
 //! INVITE go through `msg::parse` (stream and datagram), `msg::bad_request_response`,
-//! `SipUri::parse` and `NameAddr::parse`. Same seed, same inputs: a failure reproduces.
+//! `SipUri::parse`, `NameAddr::parse` and `auth::Challenge::parse`. Same seed, same inputs: a failure reproduces.
 
 use std::path::Path;
 
@@ -149,7 +149,7 @@ fn a_hundred_thousand_mutated_messages_never_panic_and_stay_bounded() {
             // Raw header values straight into the URI parsers, parsed or not.
             for line in String::from_utf8_lossy(&bytes).lines().take(12) {
                 if let Some((_, value)) = line.split_once(':') {
-                    let _ = (SipUri::parse(value), NameAddr::parse(value));
+                    let _ = (SipUri::parse(value), NameAddr::parse(value), sip::auth::Challenge::parse(value));
                 }
             }
         }
