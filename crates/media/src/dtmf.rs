@@ -49,7 +49,9 @@ pub fn payloads(digit: char, duration_samples: u16) -> Vec<[u8; 4]> {
     while duration < duration_samples {
         let d = duration.to_be_bytes();
         out.push([event, volume, d[0], d[1]]);
-        duration += step;
+        // Near u16::MAX the next step would overflow; the end packets carry the full length.
+        let Some(next) = duration.checked_add(step) else { break };
+        duration = next;
     }
     let d = duration_samples.max(step).to_be_bytes();
     for _ in 0..3 {
@@ -78,5 +80,15 @@ mod tests {
         let got: Vec<char> = packets.iter().filter_map(|p| receiver.on_payload(1234, p)).collect();
         assert_eq!(got, vec!['7']);
         assert_eq!(receiver.on_payload(5678, &payloads('#', 160)[0]), Some('#'));
+    }
+
+    #[test]
+    fn the_longest_digit_does_not_overflow_its_duration() {
+        let packets = payloads('1', u16::MAX);
+        assert_eq!(packets.last().map(|p| u16::from_be_bytes([p[2], p[3]])), Some(u16::MAX));
+        let mut receiver = DtmfReceiver::default();
+        for payload in [&[][..], &[0xff], &[200, 0, 0, 0], &[255, 255, 255, 255, 255]] {
+            assert_eq!(receiver.on_payload(1, payload), None);
+        }
     }
 }

@@ -56,10 +56,10 @@ impl JitterBuffer {
         let position = i64::from(timestamp.wrapping_sub(base) as i32);
         let end = position + samples.len() as i64;
         if self.cursor.is_some_and(|cursor| end <= cursor) {
-            self.n_late += 1;
+            self.n_late = self.n_late.saturating_add(1);
             return;
         }
-        self.n_received += 1;
+        self.n_received = self.n_received.saturating_add(1);
         if let Some(old) = self.packets.insert(position, samples.to_vec()) {
             self.n_buffered -= old.len();
         }
@@ -115,8 +115,8 @@ impl JitterBuffer {
             self.concealed_in_a_row = 0;
             return frame;
         }
-        self.n_lost += 1;
-        self.concealed_in_a_row += 1;
+        self.n_lost = self.n_lost.saturating_add(1);
+        self.concealed_in_a_row = self.concealed_in_a_row.saturating_add(1);
         if self.concealed_in_a_row > 2 {
             return SILENCE;
         }

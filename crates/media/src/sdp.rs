@@ -99,6 +99,8 @@ pub fn negotiate(remote: &str, accept: &[Codec]) -> Result<MediaParams, SdpError
     let mut media_ip: Option<IpAddr> = None;
     let mut in_audio = false;
     let mut seen_audio = false;
+    // Before the first m= line, c= is the session-level address.
+    let mut in_session = true;
     let mut port = 0u16;
     let mut formats: Vec<u8> = Vec::new();
     let mut rtpmaps: Vec<(u8, String)> = Vec::new();
@@ -107,28 +109,37 @@ pub fn negotiate(remote: &str, accept: &[Codec]) -> Result<MediaParams, SdpError
         let Some((kind, value)) = line.split_once('=') else { continue };
         match kind {
             "m" => {
+                in_session = false;
                 let mut fields = value.split_whitespace();
                 let media = fields.next().unwrap_or_default();
                 in_audio = media == "audio" && !seen_audio;
                 if in_audio {
+                    // `port[/count]` (RFC 4566 §5.14), digits only, a u16. Port 0 is a
+                    // disabled stream (RFC 3264 §5.1): skip it and look for another.
+                    let raw_port = fields.next().unwrap_or_default();
+                    let raw_port = raw_port.split_once('/').map_or(raw_port, |(port, _count)| port);
+                    port = parse_digits(raw_port).ok_or(SdpError::Malformed("m= port"))?;
+                    if port == 0 {
+                        in_audio = false;
+                        continue;
+                    }
                     seen_audio = true;
-                    port = fields.next().and_then(|p| p.parse().ok()).ok_or(SdpError::Malformed("m= port"))?;
                     let _proto = fields.next();
-                    formats = fields.filter_map(|f| f.parse().ok()).collect();
+                    formats = fields.filter_map(parse_digits).collect();
                 }
             }
             "c" => {
                 let ip = value.split_whitespace().nth(2).and_then(|a| a.split('/').next()).and_then(|a| a.parse().ok());
                 if in_audio {
                     media_ip = ip;
-                } else if !seen_audio {
+                } else if in_session {
                     session_ip = ip;
                 }
             }
             "a" if in_audio => {
                 if let Some(map) = value.strip_prefix("rtpmap:")
                     && let Some((pt, encoding)) = map.split_once(' ')
-                    && let Ok(pt) = pt.parse()
+                    && let Some(pt) = parse_digits(pt)
                 {
                     rtpmaps.push((pt, encoding.to_ascii_lowercase()));
                 }
@@ -156,6 +167,11 @@ pub fn negotiate(remote: &str, accept: &[Codec]) -> Result<MediaParams, SdpError
         .ok_or(SdpError::NoCommonCodec)?;
     let dtmf_payload_type = formats.iter().copied().find(|pt| encoding_of(*pt).is_some_and(|e| e.starts_with("telephone-event/8000")));
     Ok(MediaParams { remote: SocketAddr::new(ip, port), codec, payload_type, dtmf_payload_type })
+}
+
+/// A number in ASCII digits that fits `T` (`str::parse` alone would take a leading `+`).
+fn parse_digits<T: std::str::FromStr>(raw: &str) -> Option<T> {
+    (!raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit())).then(|| raw.parse().ok()).flatten()
 }
 
 fn header(local: SocketAddr, session_id: u64) -> String {
@@ -205,5 +221,16 @@ t=0 0\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 tele
         assert_eq!(negotiate("v=0\r\n", &[Codec::Pcmu]), Err(SdpError::NoAudio));
         assert_eq!(negotiate("v=0\r\nm=audio 1 RTP/AVP 0\r\n", &[Codec::Pcmu]), Err(SdpError::NoAddress));
         assert_eq!(negotiate("c=IN IP4 1.1.1.1\r\nm=audio 1 RTP/AVP 9\r\n", &[Codec::Pcmu]), Err(SdpError::NoCommonCodec));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_malformed_and_a_disabled_stream_is_skipped() {
+        for port in ["65536", "-1", "+5004", "18446744073709551615", "é"] {
+            let sdp = format!("c=IN IP4 1.1.1.1\r\nm=audio {port} RTP/AVP 0\r\n");
+            assert_eq!(negotiate(&sdp, &[Codec::Pcmu]), Err(SdpError::Malformed("m= port")), "{port}");
+        }
+        let sdp = "c=IN IP4 1.1.1.1\r\nm=audio 0 RTP/AVP 0\r\nm=audio 5004/2 RTP/AVP 256 +8 8\r\na=rtpmap:300 PCMU/8000\r\n";
+        let params = negotiate(sdp, &[Codec::Pcmu, Codec::Pcma]).unwrap();
+        assert_eq!((params.remote.port(), params.codec, params.payload_type), (5004, Codec::Pcma, 8));
     }
 }

@@ -58,16 +58,18 @@ impl std::fmt::Display for Method {
 pub struct Headers(Vec<(String, String)>);
 
 fn canonical(name: &str) -> &str {
-    match name.to_ascii_lowercase().as_str() {
-        "v" => "via",
-        "i" => "call-id",
-        "f" => "from",
-        "t" => "to",
-        "m" => "contact",
-        "l" => "content-length",
-        "c" => "content-type",
-        "k" => "supported",
-        "s" => "subject",
+    // Compact forms are one letter (RFC 3261 §7.3.3); anything longer is its own name.
+    let [letter] = name.as_bytes() else { return name };
+    match letter.to_ascii_lowercase() {
+        b'v' => "via",
+        b'i' => "call-id",
+        b'f' => "from",
+        b't' => "to",
+        b'm' => "contact",
+        b'l' => "content-length",
+        b'c' => "content-type",
+        b'k' => "supported",
+        b's' => "subject",
         _ => name,
     }
 }
@@ -167,21 +169,191 @@ pub enum ParseError {
     Invalid(&'static str),
 }
 
+/// Largest Content-Length we believe: the whole message must fit [`MAX_MESSAGE_BYTES`].
+const MAX_CONTENT_LENGTH: u64 = MAX_MESSAGE_BYTES as u64;
+
 /// Parses one message from the front of `buf`, returning it and the bytes it used.
 /// `stream` transports (TCP) require Content-Length; datagrams take the rest as the body.
+///
+/// Every number read from the wire is checked before it is used: Content-Length (digits,
+/// at most [`MAX_MESSAGE_BYTES`], no longer than the datagram, the same in every copy), CSeq
+/// (a `u32` whose method matches a request's), Max-Forwards (0–255), Expires (a `u32`), the
+/// status code (three digits, 100–699) and every port (a `u16`). Via, From, To and Contact are
+/// checked against the RFC 3261 grammar, so the rest of the stack can read them freely.
 pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
     // Leading CRLFs are keep-alives (RFC 5626) and are skipped.
     let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
     let buf = &buf[skip..];
-    let head_end = find_head_end(buf);
-    let Some((head_len, sep_len)) = head_end else {
-        return if buf.len() > MAX_MESSAGE_BYTES { Err(ParseError::Invalid("headers too long")) } else { Err(ParseError::Incomplete) };
+    let Some((head_len, sep_len)) = find_head_end(buf) else {
+        return if buf.len() > MAX_MESSAGE_BYTES {
+            Err(ParseError::Invalid("headers too long"))
+        } else if stream {
+            Err(ParseError::Incomplete)
+        } else {
+            Err(ParseError::Invalid("no end of headers in the datagram"))
+        };
     };
     let head = std::str::from_utf8(&buf[..head_len]).map_err(|_| ParseError::Invalid("headers are not UTF-8"))?;
-    let mut lines = unfold(head).into_iter();
-    let start = lines.next().ok_or(ParseError::Invalid("empty message"))?;
+    let (start, headers) = split_head(head)?;
+    // Both are at most MAX_MESSAGE_BYTES + 4 (see `find_head_end`), so this cannot overflow.
+    let body_start = head_len + sep_len;
+    let available = buf.len() - body_start;
+    let body_len = match content_length(&headers)? {
+        Some(length) => length,
+        None if stream => return Err(ParseError::Invalid("Content-Length is required on stream transports")),
+        None => available,
+    };
+    if body_len > MAX_MESSAGE_BYTES - body_start.min(MAX_MESSAGE_BYTES) {
+        return Err(ParseError::Invalid("message too large"));
+    }
+    if body_len > available {
+        return if stream { Err(ParseError::Incomplete) } else { Err(ParseError::Invalid("body shorter than Content-Length")) };
+    }
+    // Datagram bytes past Content-Length are noise and ignored (RFC 3261 §18.3).
+    let body = buf[body_start..body_start + body_len].to_vec();
+    let consumed = skip + body_start + body_len;
+    let message = match parse_start_line(start)? {
+        StartLine::Request { method, uri } => Message::Request(Request { method, uri, headers, body }),
+        StartLine::Response { status, reason } => Message::Response(Response { status, reason, headers, body }),
+    };
+    check_headers(&message)?;
+    Ok((message, consumed))
+}
+
+/// The response an endpoint should send for `bytes` that [`parse`] rejected as malformed: a
+/// 400 Bad Request (505 Version Not Supported for a foreign SIP version), with Via, From, To,
+/// Call-ID and CSeq copied from the request as RFC 3261 §8.2.6 asks, and a To tag added.
+///
+/// `None` when there is nothing to answer: the bytes parse, are only incomplete, are a
+/// response (those are dropped, never answered), or lack one of those five headers (then the
+/// sender could not match an answer anyway, so the request is dropped).
+pub fn bad_request_response(bytes: &[u8]) -> Option<Response> {
+    let why = match parse(bytes, false) {
+        Err(ParseError::Invalid(why)) => why,
+        Ok(_) | Err(ParseError::Incomplete) => return None,
+    };
+    let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let bytes = &bytes[skip..];
+    let head_len = find_head_end(bytes).map_or(bytes.len().min(MAX_MESSAGE_BYTES), |(len, _)| len);
+    let head = String::from_utf8_lossy(&bytes[..head_len]);
+    let lines = unfold(&head);
+    let mut lines = lines.iter();
+    let start = lines.next()?;
+    let mut words = start.split(' ');
+    let method = words.next().filter(|m| !m.is_empty() && m.bytes().all(is_token_byte))?;
+    if method.starts_with("SIP/") || method.eq_ignore_ascii_case("ACK") {
+        // Responses are never answered, and neither is an ACK (RFC 3261 §17.2.1).
+        return None;
+    }
+    let version = start.rsplit(' ').next().unwrap_or_default();
+    let foreign_version = version.starts_with("SIP/") && version != "SIP/2.0";
     let mut headers = Headers::new();
     for line in lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let name = name.trim();
+        if ["via", "from", "to", "call-id", "cseq"].iter().any(|wanted| same_name(name, wanted)) {
+            headers.push(name, value.trim());
+        }
+    }
+    let mut response = Response::to(&Request { method: Method::parse(method), uri: String::new(), headers, body: Vec::new() }, 400, "");
+    for name in ["via", "from", "to", "call-id", "cseq"] {
+        response.headers.get(name).filter(|v| !v.is_empty())?;
+    }
+    if foreign_version {
+        response.status = 505;
+        response.reason = "Version Not Supported".to_owned();
+    } else {
+        response.status = 400;
+        response.reason = format!("Bad Request ({why})");
+    }
+    let to = response.headers.get("to").unwrap_or_default().to_owned();
+    if param(&to, "tag").is_none() {
+        response.headers.set("To", format!("{to};tag={:08x}", rand::random::<u32>()));
+    }
+    Some(response)
+}
+
+/// A syntactically valid request that this user agent still refuses, as the response to send:
+/// a Request-URI that is neither `sip:`, `sips:` nor `tel:` gets 416 Unsupported URI Scheme
+/// (RFC 3261 §8.2.2.1; RFC 4475 §3.3.2, §3.3.3). `None` when the request may go on.
+pub fn check_request(request: &Request) -> Option<Response> {
+    let scheme = request.uri.split_once(':').map_or("", |(scheme, _)| scheme);
+    if ["sip", "sips", "tel"].iter().any(|known| scheme.eq_ignore_ascii_case(known)) {
+        return None;
+    }
+    Some(Response::to(request, 416, "Unsupported URI Scheme"))
+}
+
+enum StartLine {
+    Request { method: Method, uri: String },
+    Response { status: u16, reason: String },
+}
+
+/// `Method SP Request-URI SP SIP/2.0` or `SIP/2.0 SP 3DIGIT SP Reason-Phrase`, with exactly
+/// one space between the parts (RFC 4475 §3.1.2.8–10 are rejected, not repaired).
+fn parse_start_line(start: &str) -> Result<StartLine, ParseError> {
+    if start.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ParseError::Invalid("control character in the start line"));
+    }
+    let mut parts = start.splitn(3, ' ');
+    let (a, b, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if let Some(version) = a.strip_prefix("SIP/") {
+        if version != "2.0" {
+            return Err(ParseError::Invalid("unsupported SIP version"));
+        }
+        // A bare `SIP/2.0 100` without the space before the (empty) reason is accepted.
+        let status = (b.len() == 3 && b.bytes().all(|d| d.is_ascii_digit()))
+            .then(|| b.parse::<u16>().ok())
+            .flatten()
+            .filter(|s| (100..700).contains(s))
+            .ok_or(ParseError::Invalid("bad status code"))?;
+        return Ok(StartLine::Response { status, reason: c.to_owned() });
+    }
+    if a.is_empty() || !a.bytes().all(is_token_byte) {
+        return Err(ParseError::Invalid("bad request line"));
+    }
+    if c != "SIP/2.0" {
+        return Err(if c.starts_with("SIP/") && !c.contains(' ') {
+            ParseError::Invalid("unsupported SIP version")
+        } else {
+            ParseError::Invalid("bad request line")
+        });
+    }
+    check_request_uri(b)?;
+    Ok(StartLine::Request { method: Method::parse(a), uri: b.to_owned() })
+}
+
+/// A Request-URI is `scheme ":" …` without whitespace or brackets; a SIP one must parse and
+/// carry no `?headers` (RFC 3261 §19.1.1, RFC 4475 §3.1.2.11). Other schemes are left for
+/// [`check_request`] to refuse.
+fn check_request_uri(uri: &str) -> Result<(), ParseError> {
+    let bad = ParseError::Invalid("bad Request-URI");
+    let Some((scheme, rest)) = uri.split_once(':') else { return Err(bad) };
+    let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || rest.is_empty() || uri.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"')) {
+        return Err(bad);
+    }
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        match crate::uri::parse_with_headers(uri) {
+            Ok((_, false)) => {}
+            Ok((_, true)) => return Err(ParseError::Invalid("headers in the Request-URI")),
+            Err(_) => return Err(bad),
+        }
+    }
+    Ok(())
+}
+
+/// The start line and the headers of a header block.
+fn split_head(head: &str) -> Result<(&str, Headers), ParseError> {
+    let first_end = head.find('\n').unwrap_or(head.len());
+    let start = head[..first_end].strip_suffix('\r').unwrap_or(&head[..first_end]);
+    let rest = head.get(first_end + 1..).unwrap_or_default();
+    let mut headers = Headers::new();
+    for line in unfold(rest) {
+        if line.is_empty() {
+            continue;
+        }
         if headers.0.len() >= MAX_HEADERS {
             return Err(ParseError::Invalid("too many headers"));
         }
@@ -192,59 +364,63 @@ pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), ParseError> {
         }
         headers.push(name, value.trim());
     }
-    let body_start = head_len + sep_len;
-    let content_length = match headers.get("content-length") {
-        Some(raw) => Some(raw.trim().parse::<usize>().map_err(|_| ParseError::Invalid("bad Content-Length"))?),
-        None if stream => return Err(ParseError::Invalid("Content-Length is required on stream transports")),
-        None => None,
-    };
-    let body_len = content_length.unwrap_or(buf.len() - body_start);
-    if body_start + body_len > MAX_MESSAGE_BYTES {
-        return Err(ParseError::Invalid("message too large"));
-    }
-    if buf.len() < body_start + body_len {
-        return if stream { Err(ParseError::Incomplete) } else { Err(ParseError::Invalid("body shorter than Content-Length")) };
-    }
-    let body = buf[body_start..body_start + body_len].to_vec();
-    let consumed = skip + body_start + body_len;
+    Ok((start, headers))
+}
 
-    let mut parts = start.splitn(3, ' ');
-    let (a, b, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let message = if a.starts_with("SIP/") {
-        if a != "SIP/2.0" {
-            return Err(ParseError::Invalid("unsupported SIP version"));
+/// The one Content-Length of the message, checked to be digits and at most
+/// [`MAX_CONTENT_LENGTH`] before it becomes a `usize`; copies that disagree are an error
+/// (RFC 4475 §3.3.9).
+fn content_length(headers: &Headers) -> Result<Option<usize>, ParseError> {
+    let mut length = None;
+    for raw in headers.0.iter().filter(|(n, _)| same_name(n, "content-length")).map(|(_, v)| v.trim()) {
+        let value = parse_decimal(raw, MAX_CONTENT_LENGTH).ok_or(ParseError::Invalid("bad Content-Length"))?;
+        if length.is_some_and(|seen| seen != value) {
+            return Err(ParseError::Invalid("conflicting Content-Length headers"));
         }
-        let status = b.parse::<u16>().ok().filter(|s| (100..700).contains(s)).ok_or(ParseError::Invalid("bad status code"))?;
-        Message::Response(Response { status, reason: c.to_owned(), headers, body })
-    } else {
-        if c != "SIP/2.0" {
-            return Err(ParseError::Invalid("bad request line"));
+        length = Some(value);
+    }
+    // The value is at most MAX_CONTENT_LENGTH, which is a usize.
+    Ok(length.map(|l| usize::try_from(l).unwrap_or(MAX_MESSAGE_BYTES)))
+}
+
+/// ASCII digits (no sign, no spaces) whose value is at most `max`; leading zeros are fine
+/// (RFC 4475 §3.1.1.1 has `Max-Forwards: 0068`).
+fn parse_decimal(raw: &str, max: u64) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for digit in raw.bytes() {
+        value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        if value > max {
+            return None;
         }
-        if a.is_empty() || !a.bytes().all(is_token_byte) || b.is_empty() {
-            return Err(ParseError::Invalid("bad request line"));
-        }
-        Message::Request(Request { method: Method::parse(a), uri: b.to_owned(), headers, body })
-    };
-    check_mandatory(&message)?;
-    Ok((message, consumed))
+    }
+    Some(value)
 }
 
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    crate::uri::is_token_byte(b)
 }
 
-/// The end of the header block: `(index, separator length)`.
+/// The end of the header block: `(index, separator length)`, looked for only in the first
+/// [`MAX_MESSAGE_BYTES`] + 4 bytes.
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let limit = buf.len().min(MAX_MESSAGE_BYTES + 4);
-    (0..limit).find_map(|i| {
-        if buf[i..].starts_with(b"\r\n\r\n") {
-            Some((i, 4))
-        } else if buf[i..].starts_with(b"\n\n") {
-            Some((i, 2))
-        } else {
-            None
+    let window = &buf[..buf.len().min(MAX_MESSAGE_BYTES + 4)];
+    // A plain index loop: this runs on every byte of every message, also in debug builds.
+    let mut i = 0;
+    while i + 1 < window.len() {
+        if window[i] == b'\n' {
+            if window[i + 1] == b'\n' {
+                return Some((i, 2));
+            }
+            if i >= 1 && window[i - 1] == b'\r' && window[i + 1] == b'\r' && window.get(i + 2) == Some(&b'\n') {
+                return Some((i - 1, 4));
+            }
         }
-    })
+        i += 1;
+    }
+    None
 }
 
 /// Splits the header block into logical lines, joining folded continuation lines.
@@ -264,24 +440,143 @@ fn unfold(head: &str) -> Vec<String> {
     lines
 }
 
-/// The headers every transaction and dialog relies on (RFC 3261 §8.1.1).
-fn check_mandatory(message: &Message) -> Result<(), ParseError> {
-    let headers = match message {
-        Message::Request(r) => &r.headers,
-        Message::Response(r) => &r.headers,
+/// Headers that must appear exactly once (RFC 3261 §20; RFC 4475 §3.3.8).
+const SINGLE_HEADERS: [&str; 6] = ["call-id", "cseq", "from", "to", "max-forwards", "content-length"];
+
+/// The headers every transaction and dialog relies on (RFC 3261 §8.1.1), each checked
+/// against its grammar so that later readers may trust them.
+fn check_headers(message: &Message) -> Result<(), ParseError> {
+    let (headers, request_method) = match message {
+        Message::Request(r) => (&r.headers, Some(&r.method)),
+        Message::Response(r) => (&r.headers, None),
     };
     for name in ["via", "call-id", "cseq", "from", "to"] {
         if headers.get(name).is_none() {
             return Err(ParseError::Invalid("missing a mandatory header"));
         }
     }
-    let cseq = headers.get("cseq").unwrap_or_default();
-    let mut parts = cseq.split_whitespace();
-    let ok = parts.next().is_some_and(|n| n.parse::<u32>().is_ok()) && parts.next().is_some();
-    if !ok {
-        return Err(ParseError::Invalid("bad CSeq"));
+    for name in SINGLE_HEADERS {
+        if headers.0.iter().filter(|(n, _)| same_name(n, name)).nth(1).is_some() {
+            return Err(ParseError::Invalid("a single-valued header appears twice"));
+        }
+    }
+    let call_id = headers.get("call-id").unwrap_or_default();
+    if call_id.is_empty() || call_id.contains(char::is_whitespace) {
+        return Err(ParseError::Invalid("bad Call-ID"));
+    }
+    let (_, method) = parse_cseq(headers.get("cseq").unwrap_or_default()).ok_or(ParseError::Invalid("bad CSeq"))?;
+    if request_method.is_some_and(|m| m.as_str() != method) {
+        return Err(ParseError::Invalid("CSeq method does not match the request method"));
+    }
+    if let Some(raw) = headers.get("max-forwards")
+        && parse_decimal(raw, 255).is_none()
+    {
+        return Err(ParseError::Invalid("bad Max-Forwards"));
+    }
+    for raw in headers.0.iter().filter(|(n, _)| same_name(n, "expires")).map(|(_, v)| v) {
+        if parse_decimal(raw, u64::from(u32::MAX)).is_none() {
+            return Err(ParseError::Invalid("bad Expires"));
+        }
+    }
+    for raw in headers.0.iter().filter(|(n, _)| same_name(n, "via")).map(|(_, v)| v) {
+        for via in crate::uri::split_outside_quotes(raw, ',') {
+            check_via(via)?;
+        }
+    }
+    for name in ["from", "to"] {
+        check_name_addr(headers.get(name).unwrap_or_default()).ok_or(ParseError::Invalid("bad From or To"))?;
+    }
+    for raw in headers.0.iter().filter(|(n, _)| same_name(n, "contact")).map(|(_, v)| v) {
+        if raw.trim() == "*" {
+            continue;
+        }
+        for contact in split_contacts(raw) {
+            check_name_addr(contact).ok_or(ParseError::Invalid("bad Contact"))?;
+        }
     }
     Ok(())
+}
+
+/// `number method`, the number a `u32` in digits and the method a token.
+fn parse_cseq(raw: &str) -> Option<(u32, &str)> {
+    let mut parts = raw.split_whitespace();
+    let number = parse_decimal(parts.next()?, u64::from(u32::MAX))?;
+    let method = parts.next().filter(|m| m.bytes().all(is_token_byte))?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((u32::try_from(number).ok()?, method))
+}
+
+/// One Via value: `SIP / 2.0 / transport sent-by *( ; param )`, whitespace allowed around
+/// the separators, the port a `u16`, and no empty parameter (RFC 4475 §3.1.2.1).
+fn check_via(via: &str) -> Result<(), ParseError> {
+    let bad = ParseError::Invalid("bad Via");
+    let mut parts = via.split(';');
+    let sent = parts.next().unwrap_or_default();
+    let mut protocol = sent.splitn(3, '/');
+    let (name, version, rest) = (protocol.next().unwrap_or(""), protocol.next().unwrap_or(""), protocol.next().unwrap_or(""));
+    if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+        return Err(bad);
+    }
+    let mut rest = rest.trim().splitn(2, char::is_whitespace);
+    let transport = rest.next().unwrap_or("");
+    let sent_by: String = rest.next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+    if transport.is_empty() || !transport.bytes().all(is_token_byte) || crate::uri::parse_host_port(&sent_by).is_none() {
+        return Err(bad);
+    }
+    for p in parts {
+        let (key, value) = match p.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (p.trim(), None),
+        };
+        if key.is_empty() || !key.bytes().all(is_token_byte) {
+            return Err(bad);
+        }
+        if value.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace)) {
+            return Err(bad);
+        }
+    }
+    Ok(())
+}
+
+/// A From/To/Contact value in name-addr or addr-spec form. A `sip:`/`sips:` URI must parse;
+/// another scheme need only be `scheme:…` (RFC 4475 §3.3.4 is valid syntax).
+fn check_name_addr(raw: &str) -> Option<()> {
+    let parts = crate::uri::split_name_addr(raw)?;
+    let (scheme, rest) = parts.uri.split_once(':')?;
+    if scheme.is_empty() || rest.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        crate::uri::parse_with_headers(parts.uri).ok()?;
+    }
+    Some(())
+}
+
+/// Contact values split on commas outside quotes and angle brackets.
+fn split_contacts(raw: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut escaped, mut bracketed, mut start) = (false, false, false, 0);
+    for (i, c) in raw.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => bracketed = true,
+            '>' if !quoted => bracketed = false,
+            ',' if !quoted && !bracketed => {
+                parts.push(&raw[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&raw[start..]);
+    parts
 }
 
 fn print(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
@@ -476,5 +771,56 @@ i: x@y\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\n ;tag=2\r\nCSeq: 1 INVITE\r\nl: 
         for case in cases {
             assert!(matches!(parse(case, false), Err(ParseError::Invalid(_))), "{:?}", String::from_utf8_lossy(case));
         }
+    }
+
+    const OPTIONS_HEAD: &str = "OPTIONS sip:uponai@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+From: <sip:probe@10.0.0.1>;tag=a\r\nTo: <sip:uponai@10.0.0.2>\r\nCall-ID: options-1\r\nCSeq: 1 OPTIONS\r\n";
+
+    #[test]
+    fn a_content_length_of_u64_max_is_a_bad_request_not_an_overflow() {
+        let raw = format!("{OPTIONS_HEAD}Content-Length: 18446744073709551615\r\n\r\n");
+        for stream in [false, true] {
+            assert_eq!(parse(raw.as_bytes(), stream), Err(ParseError::Invalid("bad Content-Length")));
+        }
+        let too_big = format!("{OPTIONS_HEAD}Content-Length: {}\r\n\r\n", MAX_MESSAGE_BYTES);
+        assert_eq!(parse(too_big.as_bytes(), true), Err(ParseError::Invalid("message too large")));
+        let response = bad_request_response(raw.as_bytes()).unwrap();
+        assert_eq!((response.status, response.reason.as_str()), (400, "Bad Request (bad Content-Length)"));
+        assert_eq!((response.call_id(), response.cseq()), ("options-1", (1, Method::Options)));
+        assert_eq!(response.branch(), Some("z9hG4bK1"));
+        assert!(param(response.headers.get("to").unwrap(), "tag").is_some());
+        let (Message::Response(reparsed), _) = parse(&response.to_bytes(), false).unwrap() else { panic!() };
+        assert_eq!(reparsed.status, 400);
+    }
+
+    #[test]
+    fn wire_numbers_out_of_range_are_invalid() {
+        for (header, why) in [
+            ("CSeq: 4294967296 OPTIONS", "bad CSeq"),
+            ("CSeq: +1 OPTIONS", "bad CSeq"),
+            ("CSeq: 2 INVITE", "CSeq method does not match the request method"),
+            ("Max-Forwards: 256", "bad Max-Forwards"),
+            ("Max-Forwards: -1", "bad Max-Forwards"),
+            ("Expires: 4294967296", "bad Expires"),
+            ("Via: SIP/2.0/UDP h:65536;branch=z9hG4bK2", "bad Via"),
+            ("Contact: <sip:x@h:99999>", "bad Contact"),
+            ("Content-Length: 1e3", "bad Content-Length"),
+        ] {
+            let head = if header.starts_with("CSeq") { OPTIONS_HEAD.replace("CSeq: 1 OPTIONS\r\n", "") } else { OPTIONS_HEAD.to_owned() };
+            let raw = format!("{head}{header}\r\nContent-Length: 0\r\n\r\n")
+                .replace("Content-Length: 1e3\r\nContent-Length: 0", "Content-Length: 1e3");
+            assert_eq!(parse(raw.as_bytes(), false).map(|_| ()), Err(ParseError::Invalid(why)), "{header}");
+        }
+        let fine = format!("{OPTIONS_HEAD}Max-Forwards: 0255\r\nExpires: 4294967295\r\nContent-Length: 0\r\n\r\n");
+        assert!(parse(fine.as_bytes(), false).is_ok());
+    }
+
+    #[test]
+    fn responses_and_requests_without_a_call_id_get_no_bad_request() {
+        assert_eq!(bad_request_response(b"SIP/2.0 200 OK\r\nCSeq: x\r\n\r\n"), None);
+        assert_eq!(bad_request_response(b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 BYE\r\n\r\n"), None);
+        assert_eq!(bad_request_response(INVITE.as_bytes()), None, "valid requests are not rejected");
+        let unknown = Request { method: Method::Options, uri: "urn:x".into(), headers: Headers::new(), body: Vec::new() };
+        assert_eq!(check_request(&unknown).map(|r| r.status), Some(416));
     }
 }
