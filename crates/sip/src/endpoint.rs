@@ -302,6 +302,8 @@ const MAX_PENDING_PER_CONNECT: usize = 64;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Timer entries handled per wake-up, so that timers cannot starve the sockets.
 const TIMERS_PER_WAKE: usize = 4096;
+/// Datagrams read per wake-up of the endpoint task.
+const UDP_BATCH: usize = 64;
 /// What we ask a peer to wait before retrying when we are overloaded.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -366,13 +368,23 @@ impl EndpointTask {
                     Some(Command::Close) | None => break,
                     Some(command) => self.on_command(command).await,
                 },
-                received = self.udp.recv_from(&mut buf) => match received {
-                    Ok((len, source)) if len > MAX_MESSAGE_BYTES => {
-                        tracing::debug!(%source, "dropped an oversize SIP datagram");
+                received = self.udp.recv_from(&mut buf) => {
+                    // Under a flood, drain a batch without going round the select each time.
+                    let mut received = received;
+                    for _ in 0..UDP_BATCH {
+                        match received {
+                            Ok((len, source)) if len > MAX_MESSAGE_BYTES => {
+                                tracing::debug!(%source, "dropped an oversize SIP datagram");
+                            }
+                            Ok((len, source)) => self.on_datagram(&buf[..len], source).await,
+                            // ICMP errors surface here on Linux; the transaction timers cover them.
+                            Err(err) => tracing::debug!(error = %err, "udp receive"),
+                        }
+                        received = self.udp.try_recv_from(&mut buf);
+                        if received.as_ref().is_err_and(|err| err.kind() == std::io::ErrorKind::WouldBlock) {
+                            break;
+                        }
                     }
-                    Ok((len, source)) => self.on_datagram(&buf[..len], source).await,
-                    // ICMP errors surface here on Linux; the transaction timers cover them.
-                    Err(err) => tracing::debug!(error = %err, "udp receive"),
                 },
                 accepted = self.tcp.accept(), if self.accept_paused_until.is_none() => match accepted {
                     Ok((stream, peer)) => self.adopt_connection(stream, peer),
