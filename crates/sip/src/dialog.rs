@@ -12,6 +12,8 @@ pub struct Dialog {
     /// The peer's address with its tag.
     pub remote: String,
     pub remote_tag: String,
+    /// Our tag (in `local`).
+    pub local_tag: String,
     /// Where in-dialog requests go: the peer's Contact.
     pub remote_target: SipUri,
     /// Route headers for in-dialog requests, in order.
@@ -37,11 +39,14 @@ impl Dialog {
         let mut route_set: Vec<String> = ok.headers.get_all("record-route").into_iter().map(str::to_owned).collect();
         route_set.reverse();
         let (cseq, _) = invite.cseq();
+        let from = invite.headers.get("from").unwrap_or_default();
+        let local_tag = NameAddr::parse(from).ok().and_then(|n| n.tag().map(str::to_owned)).ok_or(DialogError::Missing("From tag"))?;
         Ok(Self {
             call_id: invite.call_id().to_owned(),
-            local: invite.headers.get("from").unwrap_or_default().to_owned(),
+            local: from.to_owned(),
             remote: to.to_owned(),
             remote_tag,
+            local_tag,
             remote_target,
             route_set,
             invite_cseq: cseq,
@@ -61,6 +66,7 @@ impl Dialog {
             local: format!("{to};tag={local_tag}"),
             remote: from.to_owned(),
             remote_tag,
+            local_tag: local_tag.to_owned(),
             remote_target,
             route_set: invite.headers.get_all("record-route").into_iter().map(str::to_owned).collect(),
             invite_cseq: invite.cseq().0,
@@ -79,14 +85,14 @@ impl Dialog {
         self.build(method, via, self.local_cseq)
     }
 
-    /// Whether `request` belongs to this dialog (Call-ID and the peer's tag).
+    /// Whether the peer's `request` belongs to this dialog (RFC 3261 §12.2.2): its Call-ID,
+    /// the peer's tag in From and ours in To.
     pub fn matches(&self, request: &Request) -> bool {
+        let tag_of =
+            |name: &str| request.headers.get(name).and_then(|value| NameAddr::parse(value).ok()).and_then(|n| n.tag().map(str::to_owned));
         request.call_id() == self.call_id
-            && request
-                .headers
-                .get("from")
-                .and_then(|from| NameAddr::parse(from).ok())
-                .is_some_and(|from| from.tag() == Some(self.remote_tag.as_str()))
+            && tag_of("from").as_deref() == Some(self.remote_tag.as_str())
+            && tag_of("to").as_deref() == Some(self.local_tag.as_str())
     }
 
     fn build(&self, method: Method, via: String, cseq: u32) -> Request {
@@ -126,5 +132,25 @@ To: <sip:1@trunk>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nContact: <sip:a@h>\r\nCont
         let bye = dialog.request(Method::Bye, "SIP/2.0/UDP h;branch=z9hG4bK3".into());
         assert_eq!(bye.cseq(), (8, Method::Bye));
         assert!(bye.headers.get("to").unwrap().contains("tag=theirs"));
+    }
+
+    #[test]
+    fn a_peer_request_matches_only_with_the_call_id_and_both_tags() {
+        let raw = "INVITE sip:1@us SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=theirs\r\n\
+To: <sip:1@us>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@h>\r\nContent-Length: 0\r\n\r\n";
+        let Message::Request(invite) = parse(raw.as_bytes(), false).unwrap().0 else { panic!() };
+        let dialog = Dialog::from_uas(&invite, "ours").unwrap();
+        let bye = |from_tag: &str, to_tag: &str, call_id: &str| {
+            let raw = format!(
+                "BYE sip:1@us SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\r\nFrom: <sip:a@h>;tag={from_tag}\r\n\
+To: <sip:1@us>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let Message::Request(bye) = parse(raw.as_bytes(), false).unwrap().0 else { panic!() };
+            bye
+        };
+        assert!(dialog.matches(&bye("theirs", "ours", "c1")));
+        assert!(!dialog.matches(&bye("theirs", "other", "c1")), "our tag is wrong");
+        assert!(!dialog.matches(&bye("other", "ours", "c1")), "their tag is wrong");
+        assert!(!dialog.matches(&bye("theirs", "ours", "c2")), "another call");
     }
 }

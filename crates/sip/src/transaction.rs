@@ -9,6 +9,11 @@ use crate::msg::{Headers, Method, Request, Response};
 pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
 pub const T4: Duration = Duration::from_secs(5);
+/// How long a server transaction waits for its user's final response before answering 500
+/// itself: a non-INVITE's client gives up at 64*T1 (Timer F); an INVITE may ring, so it gets
+/// the three minutes a proxy's Timer C allows.
+pub const NON_INVITE_ANSWER_LIMIT: Duration = Duration::from_secs(32);
+pub const INVITE_ANSWER_LIMIT: Duration = Duration::from_secs(180);
 
 /// What the endpoint should do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +198,8 @@ enum ServerState {
 }
 
 /// A server transaction: one request we received, until our final response is settled.
+/// Every state has a timer that ends it, so a transaction whose user never answers cannot
+/// outlive its answer limit (it answers 500 itself then).
 #[derive(Debug)]
 pub struct ServerTransaction {
     invite: bool,
@@ -202,18 +209,30 @@ pub struct ServerTransaction {
     retransmit_at: Option<Instant>,
     interval: Duration,
     end_at: Option<Instant>,
+    /// While no final response was sent: when we answer `abandon` ourselves.
+    abandon_at: Option<Instant>,
+    /// The 500 sent if the user never answers (built up front: the request is not kept).
+    abandon: Option<Response>,
 }
 
 impl ServerTransaction {
-    pub fn new(request: &Request, reliable: bool) -> Self {
+    pub fn new(request: &Request, reliable: bool, now: Instant) -> Self {
+        let invite = request.method == Method::Invite;
+        let mut abandon = Response::to(request, 500, "Server Internal Error");
+        if let Some(to) = abandon.headers.get("to").filter(|to| crate::msg::param(to, "tag").is_none()) {
+            let tagged = format!("{to};tag={}", crate::endpoint::new_token());
+            abandon.headers.set("To", tagged);
+        }
         Self {
-            invite: request.method == Method::Invite,
+            invite,
             reliable,
             state: ServerState::Proceeding,
             last_response: None,
             retransmit_at: None,
             interval: T1,
             end_at: None,
+            abandon_at: Some(now + if invite { INVITE_ANSWER_LIMIT } else { NON_INVITE_ANSWER_LIMIT }),
+            abandon: Some(abandon),
         }
     }
 
@@ -222,7 +241,7 @@ impl ServerTransaction {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        [self.retransmit_at, self.end_at].into_iter().flatten().min()
+        [self.retransmit_at, self.end_at, self.abandon_at].into_iter().flatten().min()
     }
 
     /// Whether a final response was sent.
@@ -241,6 +260,10 @@ impl ServerTransaction {
         }
         let bytes = response.to_bytes();
         self.last_response = Some(bytes.clone());
+        if response.status >= 200 {
+            self.abandon_at = None;
+            self.abandon = None;
+        }
         match response.status {
             100..=199 => {}
             200..=299 if self.invite => {
@@ -289,6 +312,11 @@ impl ServerTransaction {
     }
 
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
+        if self.abandon_at.is_some_and(|at| now >= at)
+            && let Some(abandon) = self.abandon.take()
+        {
+            return self.respond(&abandon, now);
+        }
         if self.end_at.is_some_and(|at| now >= at) {
             self.state = ServerState::Terminated;
             self.retransmit_at = None;
@@ -410,10 +438,57 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:1@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 {method
     }
 
     #[test]
+    fn a_server_transaction_whose_user_never_answers_answers_500_itself_and_ends() {
+        let t0 = Instant::now();
+        let req = request("OPTIONS");
+        let mut tx = ServerTransaction::new(&req, false, t0);
+        assert_eq!(tx.deadline(), Some(t0 + NON_INVITE_ANSWER_LIMIT));
+        let actions = tx.on_timer(t0 + NON_INVITE_ANSWER_LIMIT);
+        let [Action::Send(bytes)] = &actions[..] else { panic!("one 500: {actions:?}") };
+        assert!(String::from_utf8_lossy(bytes).starts_with("SIP/2.0 500 "));
+        assert!(tx.is_answered());
+        let end = tx.deadline().unwrap();
+        tx.on_timer(end);
+        assert!(tx.is_terminated(), "the transaction ends once the 500 has lingered");
+        assert!(tx.respond(&response(&req, 200), end).is_empty(), "a late answer is not sent");
+    }
+
+    #[test]
+    fn an_unanswered_invite_transaction_gets_a_tagged_500_after_its_limit_and_ends_without_an_ack() {
+        let t0 = Instant::now();
+        let req = request("INVITE");
+        let mut tx = ServerTransaction::new(&req, false, t0);
+        assert_eq!(sends(&tx.respond(&response(&req, 180), t0)), 1, "ringing does not stop the clock");
+        assert_eq!(tx.deadline(), Some(t0 + INVITE_ANSWER_LIMIT));
+        let actions = tx.on_timer(t0 + INVITE_ANSWER_LIMIT);
+        let [Action::Send(bytes)] = &actions[..] else { panic!("one 500: {actions:?}") };
+        let text = String::from_utf8_lossy(bytes);
+        assert!(text.starts_with("SIP/2.0 500 ") && text.contains(";tag="), "{text}");
+        let mut at = t0 + INVITE_ANSWER_LIMIT;
+        while let Some(next) = tx.deadline() {
+            at = next;
+            tx.on_timer(at);
+        }
+        assert!(tx.is_terminated());
+        assert!(at - (t0 + INVITE_ANSWER_LIMIT) <= 64 * T1, "Timer H ends it");
+    }
+
+    #[test]
+    fn a_final_answer_in_time_cancels_the_answer_limit() {
+        let t0 = Instant::now();
+        let req = request("OPTIONS");
+        let mut tx = ServerTransaction::new(&req, true, t0);
+        tx.respond(&response(&req, 200), t0);
+        assert_eq!(tx.deadline(), Some(t0), "reliable: ends at once");
+        assert!(tx.on_timer(t0).is_empty());
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
     fn a_server_repeats_its_final_response_until_acked() {
         let t0 = Instant::now();
         let req = request("INVITE");
-        let mut tx = ServerTransaction::new(&req, false);
+        let mut tx = ServerTransaction::new(&req, false, t0);
         assert_eq!(sends(&tx.respond(&response(&req, 180), t0)), 1);
         assert_eq!(sends(&tx.on_retransmission()), 1, "a retransmitted INVITE gets the 180 again");
         assert_eq!(sends(&tx.respond(&response(&req, 200), t0)), 1);

@@ -52,7 +52,9 @@ impl App {
         let bootstrap = bootstrap(&store, settings.bootstrap_api_key.as_deref()).await?;
         let http_listener = tokio::net::TcpListener::bind(settings.http).await.with_context(|| format!("bind HTTP {}", settings.http))?;
         let (endpoint, sip_incoming) =
-            sip::Endpoint::bind(sip::EndpointConfig { bind: settings.sip }).await.with_context(|| format!("bind SIP {}", settings.sip))?;
+            sip::Endpoint::bind(sip::EndpointConfig { bind: settings.sip, tcp: sip::endpoint::TcpLimits::recommended() })
+                .await
+                .with_context(|| format!("bind SIP {}", settings.sip))?;
         let store = Arc::new(store);
         let http_addr = http_listener.local_addr().context("HTTP address")?;
         let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
@@ -96,16 +98,25 @@ impl App {
             tracing::info!(batch_call_id = %batch.batch_call_id, "batch.resumed");
             crate::dispatch::batch::spawn(runtime.clone(), dispatcher.clone(), batch);
         }
-        tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
+        let router = tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
+        let (sip_down_tx, sip_down) = tokio::sync::watch::channel::<Option<String>>(None);
+        let supervisor = tokio::spawn(supervise_sip(runtime.endpoint.clone(), router, sip_down_tx));
         tokio::spawn(runtime.clone().sweep_registered());
         let deliveries = tokio::spawn(runtime.webhooks.clone().run(runtime.shutdown.clone()));
         tracing::info!(http = %http_addr, sip = %runtime.endpoint.local_addr(), "serving");
         let state = ApiState { store: self.store.clone(), dispatcher, calls: runtime.clone(), recording_links: self.recording_links };
         let router = api::router(state);
+        let mut sip_failed = sip_down.clone();
         axum::serve(self.http_listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    _ = sip_failed.wait_for(Option::is_some) => {}
+                }
+            })
             .await
             .context("HTTP server")?;
+        supervisor.abort();
         // Hang up every call and let each record its end.
         runtime.shutdown.cancel();
         runtime.tracker.close();
@@ -115,9 +126,35 @@ impl App {
         // Calls' last events are in the outbox; what is not sent now is sent after the restart.
         let _ = deliveries.await;
         self.store.close().await;
+        if let Some(why) = sip_down.borrow().clone() {
+            return Err(anyhow::anyhow!(why));
+        }
         tracing::info!("stopped");
         Ok(())
     }
+
+    /// The SIP endpoint, for whoever must watch or stop it from outside.
+    pub fn sip_endpoint(&self) -> sip::Endpoint {
+        self.runtime.endpoint.clone()
+    }
+}
+
+/// Waits for SIP to stop working: the endpoint task ending (a panic, or closed) or the router
+/// task ending (it panicked, or the endpoint is gone). Either is fatal: the service would stay
+/// up answering HTTP but no calls, so it stops with an error for its supervisor to restart.
+async fn supervise_sip(endpoint: sip::Endpoint, router: tokio::task::JoinHandle<()>, sip_down: tokio::sync::watch::Sender<Option<String>>) {
+    let why = tokio::select! {
+        exit = endpoint.closed() => match exit {
+            sip::endpoint::EndpointExit::Panicked(panic) => format!("the SIP endpoint panicked: {panic}"),
+            sip::endpoint::EndpointExit::Stopped => "the SIP endpoint stopped".to_owned(),
+        },
+        joined = router => match joined {
+            Err(err) if err.is_panic() => "the SIP call router panicked".to_owned(),
+            _ => "the SIP call router stopped".to_owned(),
+        },
+    };
+    tracing::error!(%why, "SIP is down; stopping the service");
+    let _ = sip_down.send(Some(why));
 }
 
 /// A fresh store gets one workspace and one key; a configured key is added if missing.

@@ -130,8 +130,24 @@ impl CallRuntime {
         while let Some(request) = incoming.recv().await {
             let inbox = self.dialogs.lock().unwrap_or_else(|p| p.into_inner()).get(request.request.call_id()).cloned();
             if let Some(inbox) = inbox {
-                // A full inbox means the call task is stuck; the peer will retransmit.
-                let _ = inbox.try_send(request);
+                match inbox.try_send(request) {
+                    Ok(()) => {}
+                    // The call task is behind: the peer hears so, and may retry.
+                    Err(mpsc::error::TrySendError::Full(request)) => {
+                        tracing::warn!(sip_call_id = request.request.call_id(), "call task is not keeping up; answering 503");
+                        if let Some(tx) = &request.tx {
+                            let mut busy = Response::to(&request.request, 503, "Service Unavailable");
+                            busy.headers.push("Retry-After", "5");
+                            tx.respond(busy).await;
+                        }
+                    }
+                    // The call has just ended.
+                    Err(mpsc::error::TrySendError::Closed(request)) => {
+                        if let Some(tx) = &request.tx {
+                            tx.respond(Response::to(&request.request, 481, "Call/Transaction Does Not Exist")).await;
+                        }
+                    }
+                }
                 continue;
             }
             match request.request.method {

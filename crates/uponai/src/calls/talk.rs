@@ -161,10 +161,16 @@ async fn recv_invite_event(events: &mut Option<mpsc::UnboundedReceiver<ClientEve
     }
 }
 
-/// Answers one in-dialog request; `true` when it was the peer's BYE.
+/// Answers one in-dialog request; `true` when it was the peer's BYE. The router matched it
+/// by Call-ID only; a request without both of the dialog's tags is not the peer's (481).
 async fn on_request(leg: &Leg, incoming: Incoming) -> bool {
     let Some(tx) = incoming.tx else { return false };
     let request = incoming.request;
+    if !leg.dialog.matches(&request) {
+        tracing::info!(source = %incoming.source.addr, method = %request.method, "in-dialog request with the wrong tags refused");
+        tx.respond(Response::to(&request, 481, "Call/Transaction Does Not Exist")).await;
+        return false;
+    }
     match request.method {
         Method::Bye => {
             tx.respond(Response::to(&request, 200, "OK")).await;

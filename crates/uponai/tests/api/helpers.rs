@@ -21,6 +21,8 @@ pub struct TestApp {
     pub key: String,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The app's SIP endpoint, to watch or stop it from a test.
+    pub sip_endpoint: sip::Endpoint,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -59,9 +61,10 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
     let app = App::build(settings).await.expect("app builds");
     let addr = app.http_addr();
     let sip_addr = app.sip_addr();
+    let sip_endpoint = app.sip_endpoint();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp { addr, sip_addr, key: KEY.to_owned(), client: reqwest::Client::new(), data_dir, shutdown, server }
+    TestApp { addr, sip_addr, key: KEY.to_owned(), client: reqwest::Client::new(), data_dir, sip_endpoint, shutdown, server }
 }
 
 /// A response: status and parsed JSON body (`Value::Null` when empty).
@@ -86,6 +89,11 @@ impl TestApp {
         self.shutdown.cancel();
         self.server.await.expect("server task").expect("server ran cleanly");
         self.data_dir
+    }
+
+    /// What `run_until_stopped` returned, if it returns within `timeout` without being asked.
+    pub async fn exited_within(self, timeout: std::time::Duration) -> Option<anyhow::Result<()>> {
+        tokio::time::timeout(timeout, self.server).await.ok().map(|joined| joined.expect("server task"))
     }
 
     pub fn data_path(&self) -> &Path {

@@ -5,6 +5,7 @@
 
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod hostile_endpoint;
 mod inbound;
 mod outbound;
 mod sipp;
