@@ -94,7 +94,7 @@ impl App {
         for (workspace_id, call) in runtime.recover().await? {
             dispatcher.dispatch_when_admitted(runtime.clone(), workspace_id, call);
         }
-        for batch in self.store.active_batches().await? {
+        for batch in self.store.active_batches_any_workspace().await? {
             tracing::info!(batch_call_id = %batch.batch_call_id, "batch.resumed");
             crate::dispatch::batch::spawn(runtime.clone(), dispatcher.clone(), batch);
         }

@@ -100,7 +100,8 @@ pub struct BatchProgressView {
 }
 
 async fn view(state: &ApiState, batch: BatchRow) -> ApiResult<BatchCallResponse> {
-    let progress = state.store.batch_progress(&batch.batch_call_id).await.map_err(|err| ApiError::from_store(err, "batch"))?;
+    let progress =
+        state.store.batch_progress(&batch.workspace_id, &batch.batch_call_id).await.map_err(|err| ApiError::from_store(err, "batch"))?;
     let window = window_of(&batch).map(|window| CallTimeWindowWire {
         windows: window.windows().iter().map(|(start, end)| WindowWire { start: f64::from(*start), end: f64::from(*end) }).collect(),
         day: Some(window.day_names().into_iter().map(str::to_owned).collect()),

@@ -305,13 +305,27 @@ pub async fn update_call(
     Ok(Json(CallResponse::from_row(row, &state.recording_links)))
 }
 
-/// Delete a call record.
+/// Delete a call and what it kept: its recordings (links to them then answer 404) and its
+/// webhook events. An ongoing call is refused; stop it first.
 #[utoipa::path(delete, path = "/v2/delete-call/{call_id}", tag = "Call",
     params(("call_id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete_call(State(state): State<ApiState>, Workspace(key): Workspace, Path(call_id): Path<String>) -> ApiResult<StatusCode> {
     let call_id = parse_call_id(&call_id)?;
-    state.store.delete_call(&key.workspace_id, &call_id).await.map_err(|err| ApiError::from_store(err, format!("call {call_id}")))?;
+    let failed = |err: StoreError| ApiError::from_store(err, format!("call {call_id}"));
+    let call = state.store.get_call(&key.workspace_id, &call_id).await.map_err(failed)?;
+    if call.call_status == crate::domain::CallStatus::Ongoing {
+        return Err(ApiError::BadRequest(format!("call {call_id} is ongoing; end it with stop-call first")));
+    }
+    // A call still being dialed is hung up, so that it never gets to record.
+    state.calls.hang_up(&call_id);
+    // Files before the row: a failure leaves the call listed, never a recording unlisted.
+    state
+        .recording_links
+        .remove_files_of(&call)
+        .await
+        .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("remove recordings")))?;
+    state.store.delete_call(&key.workspace_id, &call_id).await.map_err(failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -337,6 +337,15 @@ fn number_not_found(phone_number: &str) -> impl Fn(crate::store::StoreError) -> 
     move |err| ApiError::from_store(err, format!("phone number {phone_number}"))
 }
 
+/// Adding a number that a workspace already holds, this one or another, is refused with the
+/// same words either way: a workspace cannot learn that another one holds a number.
+fn number_not_added(err: crate::store::StoreError) -> ApiError {
+    match err {
+        crate::store::StoreError::Conflict(_) => ApiError::field("phone_number", "is not available to this workspace"),
+        other => ApiError::from_store(other, "phone number"),
+    }
+}
+
 /// Import a number that lives on your own SIP trunk (custom telephony).
 #[utoipa::path(post, path = "/import-phone-number", tag = "Phone Number",
     request_body = PhoneNumberRequest,
@@ -378,7 +387,7 @@ pub async fn import_number(
         .store
         .insert_number(&key.workspace_id, &phone_number, TYPE_CUSTOM, request.sip_trunk_auth_password.as_deref(), &to_document(&settings)?)
         .await
-        .map_err(number_not_found(&phone_number))?;
+        .map_err(number_not_added)?;
     Ok((StatusCode::CREATED, Json(number_response(row)?)))
 }
 
@@ -425,7 +434,7 @@ pub async fn create_number(
         .store
         .insert_number(&key.workspace_id, number.as_str(), provider.number_type(), None, &to_document(&settings)?)
         .await
-        .map_err(number_not_found(number.as_str()))?;
+        .map_err(number_not_added)?;
     Ok((StatusCode::CREATED, Json(number_response(row)?)))
 }
 

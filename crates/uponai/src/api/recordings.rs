@@ -54,6 +54,22 @@ impl RecordingLinks {
         format!("{}/recordings/{file}?expires={expires}&signature={}", self.base_url, self.signature(file, expires))
     }
 
+    /// Removes a call's recording files (those its document names and those its call task
+    /// writes), so that links already handed out answer 404. Files already gone are fine.
+    pub async fn remove_files_of(&self, call: &crate::store::CallRow) -> std::io::Result<()> {
+        let named = ["recording_file", "recording_multi_channel_file"]
+            .into_iter()
+            .filter_map(|field| call.document.get(field).and_then(serde_json::Value::as_str).map(str::to_owned));
+        let written = [format!("{}.wav", call.call_id), format!("{}.stereo.wav", call.call_id)];
+        for file in named.chain(written).filter(|file| is_safe_name(file)) {
+            match tokio::fs::remove_file(self.dir.join(&file)).await {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn verify(&self, file: &str, expires: i64, signature: &str) -> bool {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(format!("{file}:{expires}").as_bytes());
@@ -72,21 +88,34 @@ pub struct LinkQuery {
 /// Download a recording through a signed link (no API key).
 #[utoipa::path(get, path = "/recordings/{file}", tag = "Call", security(()),
     params(("file" = String, Path), LinkQuery),
-    responses((status = 200, content_type = "audio/wav"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, content_type = "audio/wav"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn download(
     State(state): State<ApiState>,
     UrlPath(file): UrlPath<String>,
     ApiQuery(query): ApiQuery<LinkQuery>,
 ) -> Result<Response, ApiError> {
     let links = &state.recording_links;
-    let safe_name = !file.is_empty() && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !file.starts_with('.');
-    if !safe_name || !links.verify(&file, query.expires, &query.signature) {
+    if !is_safe_name(&file) || !links.verify(&file, query.expires, &query.signature) {
         return Ok((
             StatusCode::FORBIDDEN,
             axum::Json(ErrorBody { status: "error", message: "the link is invalid or has expired".into() }),
         )
             .into_response());
     }
-    let bytes = tokio::fs::read(links.dir.join(&file)).await.map_err(|err| ApiError::Internal(err.into()))?;
+    let bytes = match tokio::fs::read(links.dir.join(&file)).await {
+        Ok(bytes) => bytes,
+        // The call was deleted (or kept no recording): the link is valid, the file is gone.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((StatusCode::NOT_FOUND, axum::Json(ErrorBody { status: "error", message: "the recording does not exist".into() }))
+                .into_response());
+        }
+        Err(err) => return Err(ApiError::Internal(err.into())),
+    };
     Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())
+}
+
+/// A bare file name of the recordings directory: no separators, no leading dot.
+fn is_safe_name(file: &str) -> bool {
+    !file.is_empty() && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !file.starts_with('.')
 }

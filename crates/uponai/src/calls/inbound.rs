@@ -14,7 +14,7 @@ use super::runtime::{CallRuntime, REGISTERED_CALL_TIMEOUT_MS};
 use super::talk::{Leg, talk};
 use super::trunk;
 use crate::domain::{CallId, CallStatus, DisconnectionReason, Termination, WorkspaceId, now_ms};
-use crate::store::{CallRow, Document};
+use crate::store::{CallRow, Document, NumberRow};
 
 pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
     let Some(tx) = incoming.tx else { return };
@@ -34,21 +34,18 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
             None => return reject(404, "Not Found").await,
         }
     } else {
-        let number = if user.starts_with('+') { user.clone() } else { format!("+{user}") };
-        let found = match rt.store.find_number_any_workspace(&number).await {
-            Ok(Some(found)) => Some(found),
-            Ok(None) => rt.store.find_number_any_workspace(&user).await.ok().flatten(),
-            Err(_) => None,
+        let (workspace_id, number_row) = match dialed_number(&rt, &user, incoming.source.addr.ip()).await {
+            Ok(found) => found,
+            Err(Refusal::NoSuchNumber) => return reject(404, "Not Found").await,
+            Err(Refusal::NotItsTrunk) => {
+                tracing::warn!(source = %incoming.source.addr, number = %user, "call.refused: source is not the number's trunk");
+                return reject(403, "Forbidden").await;
+            }
+            Err(Refusal::Ambiguous) => {
+                tracing::warn!(source = %incoming.source.addr, number = %user, "call.refused: the number is held by more than one workspace");
+                return reject(403, "Forbidden").await;
+            }
         };
-        let Some((workspace_id, number_row)) = found else { return reject(404, "Not Found").await };
-        let allowed = match trunk::plan(&rt.store, &workspace_id, &number_row).await {
-            Ok(plan) => plan.allowed_sources.iter().any(|net| net.contains(incoming.source.addr.ip())),
-            Err(_) => false,
-        };
-        if !allowed {
-            tracing::warn!(source = %incoming.source.addr, number = %number_row.phone_number, "call.refused: source is not the number's trunk");
-            return reject(403, "Forbidden").await;
-        }
         let caller =
             request.headers.get("from").and_then(|from| NameAddr::parse(from).ok()).and_then(|from| from.uri.user).unwrap_or_default();
         let new_call = NewCall {
@@ -105,6 +102,44 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
     rt.end(&workspace_id, &call.call_id, termination, patch).await;
 }
 
+/// Why an INVITE to a number is not routed.
+enum Refusal {
+    /// No workspace holds the number (404).
+    NoSuchNumber,
+    /// The source is not the trunk of the workspace holding it (403).
+    NotItsTrunk,
+    /// Trunks of two workspaces admit the source for two spellings of the number, which
+    /// `insert_number` prevents but an older database may hold (403): never guess a tenant.
+    Ambiguous,
+}
+
+/// The number an INVITE's Request-URI user names, with its workspace: the row (either
+/// spelling, `+1555…` or `1555…`) whose trunk allow-list admits `source`. The number is what
+/// picks the workspace, and only that workspace's trunk may use it.
+async fn dialed_number(rt: &Arc<CallRuntime>, user: &str, source: std::net::IpAddr) -> Result<(WorkspaceId, NumberRow), Refusal> {
+    let candidates = rt.store.find_dialed_number_any_workspace(user).await.map_err(|err| {
+        tracing::error!(error = %err, "could not look up an inbound number");
+        Refusal::NoSuchNumber
+    })?;
+    if candidates.is_empty() {
+        return Err(Refusal::NoSuchNumber);
+    }
+    let mut admitted = Vec::new();
+    for (workspace_id, number) in candidates {
+        if let Ok(plan) = trunk::plan(&rt.store, &workspace_id, &number).await
+            && plan.allowed_sources.iter().any(|net| net.contains(source))
+        {
+            admitted.push((workspace_id, number));
+        }
+    }
+    if admitted.iter().any(|(workspace_id, _)| *workspace_id != admitted[0].0) {
+        return Err(Refusal::Ambiguous);
+    }
+    // One workspace: the exact spelling if it holds both.
+    let exact = admitted.iter().position(|(_, number)| number.phone_number == user).unwrap_or(0);
+    if admitted.is_empty() { Err(Refusal::NotItsTrunk) } else { Ok(admitted.swap_remove(exact)) }
+}
+
 /// A concurrency slot for an inbound call, waiting (ringing) up to the queue time for one.
 async fn wait_for_slot(
     rt: &Arc<CallRuntime>,
@@ -141,7 +176,7 @@ async fn registered_call(rt: &Arc<CallRuntime>, call_id: &CallId) -> Option<(Wor
         return None;
     }
     // Claim it, so a second INVITE for the same id cannot join too.
-    rt.store.mark_call_dispatched(call_id, now_ms()).await.ok()?.then_some((workspace_id, call))
+    rt.store.mark_call_dispatched(&workspace_id, call_id, now_ms()).await.ok()?.then_some((workspace_id, call))
 }
 
 async fn accept(

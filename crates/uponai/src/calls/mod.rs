@@ -5,6 +5,7 @@
 //! - `trunk`: where a number's calls go (dial plan) and may come from (allow-list).
 //! - `outcome`: SIP outcomes → the call's one `disconnection_reason` (pure).
 //! - `outbound`, `inbound`: the two ways a call task starts; both end in `talk`.
+//! - `storage`: what a call's `data_storage_setting` lets it keep (recording, transcript).
 //! - `talk`: the connected call: media, the agent side, and whatever ends it first.
 //! - `prompt`: the agent side until the voice agent exists (plays the begin message).
 //!
@@ -17,6 +18,7 @@ pub mod outbound;
 pub mod outcome;
 pub mod prompt;
 pub mod runtime;
+pub mod storage;
 pub mod talk;
 pub mod trunk;
 

@@ -72,7 +72,7 @@ async fn dial(
     let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
     let mut invite = build_invite(rt, call, &plan, &offer);
     let sip_call_id = invite.call_id().to_owned();
-    let _ = rt.store.set_sip_call_id(&call.call_id, &sip_call_id).await;
+    let _ = rt.store.set_sip_call_id(workspace_id, &call.call_id, &sip_call_id).await;
     let (inbox_tx, inbox) = tokio::sync::mpsc::channel(32);
     let _route = rt.route_dialog(&sip_call_id, inbox_tx);
     tracing::info!(call_id = %call.call_id, to = %call.to_number, trunk = %plan.target.addr, "call.dialing");
@@ -91,7 +91,7 @@ async fn dial(
             return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
         }
     }
-    match rt.store.mark_call_dispatched(&call.call_id, now_ms()).await {
+    match rt.store.mark_call_dispatched(workspace_id, &call.call_id, now_ms()).await {
         Ok(true) => {}
         Ok(false) => return None,
         Err(err) => {

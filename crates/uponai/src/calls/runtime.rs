@@ -177,7 +177,7 @@ impl CallRuntime {
     pub async fn mark_ongoing(&self, workspace_id: &WorkspaceId, call_id: &CallId, patch: Document) {
         let planner = self.webhooks.planner(workspace_id).await;
         let plan = move |call: &CallRow| planner.plan(Transition::Started, call);
-        match self.store.mark_call_ongoing(call_id, now_ms(), patch, &plan).await {
+        match self.store.mark_call_ongoing(workspace_id, call_id, now_ms(), patch, &plan).await {
             Ok(true) => self.webhooks.wake(),
             Ok(false) => tracing::debug!(%call_id, "answered call was no longer registered"),
             Err(err) => tracing::error!(%call_id, error = %err, "could not record that a call was answered"),
@@ -192,7 +192,7 @@ impl CallRuntime {
         let end = CallEnd { status, reason, end_timestamp: now_ms(), document_patch: patch };
         let planner = self.webhooks.planner(workspace_id).await;
         let plan = move |call: &CallRow| planner.plan(Transition::Ended, call);
-        match self.store.end_call(call_id, &end, &plan).await {
+        match self.store.end_call(workspace_id, call_id, &end, &plan).await {
             Ok(true) => {
                 self.webhooks.wake();
                 tracing::info!(
@@ -215,7 +215,7 @@ impl CallRuntime {
     /// calls that were being dialed or talked are ended (their SIP state died with the run).
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<Vec<(WorkspaceId, CallRow)>> {
         let mut to_dial = Vec::new();
-        for (workspace_id, call, dispatched) in self.store.unfinished_calls().await? {
+        for (workspace_id, call, dispatched) in self.store.unfinished_calls_any_workspace().await? {
             let registered_for_dial_in = call.document.get("dial_in").is_some();
             match (call.call_status, dispatched, registered_for_dial_in) {
                 (CallStatus::Registered, false, false) if call.direction == crate::domain::Direction::Outbound => {
@@ -238,7 +238,7 @@ impl CallRuntime {
                 () = self.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let Ok(calls) = self.store.unfinished_calls().await else { continue };
+            let Ok(calls) = self.store.unfinished_calls_any_workspace().await else { continue };
             let cutoff_us = (now_ms() - REGISTERED_CALL_TIMEOUT_MS) * 1000;
             for (workspace_id, call, _) in calls {
                 if call.call_status == CallStatus::Registered && call.document.get("dial_in").is_some() && call.created_at < cutoff_us {

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runtime::CallRuntime;
+use super::storage::DataStorage;
 use crate::domain::DisconnectionReason;
 use crate::store::{CallRow, Document};
 
@@ -56,7 +57,12 @@ pub async fn talk(
 ) -> Talked {
     let stereo = rt.recordings_dir.join(format!("{}.stereo.wav", call.call_id));
     let mono = rt.recordings_dir.join(format!("{}.wav", call.call_id));
-    let recording = std::fs::create_dir_all(&rt.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() });
+    // A call whose storage setting keeps no recording never writes one.
+    let storage = DataStorage::of_call(&call.document);
+    let recording = storage
+        .keeps_recording()
+        .then(|| std::fs::create_dir_all(&rt.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() }))
+        .flatten();
     let (to_agent_tx, to_agent_rx) = mpsc::channel(50);
     let (from_agent_tx, from_agent_rx) = mpsc::channel(50);
     let (_dtmf_tx, dtmf_rx) = mpsc::channel(16);
@@ -141,6 +147,7 @@ pub async fn talk(
         patch.insert("recording_file".into(), json!(file_name(&mono)));
         patch.insert("recording_multi_channel_file".into(), json!(file_name(&stereo)));
     }
+    storage.scrub(&mut patch);
     Talked { reason, stats, patch }
 }
 

@@ -99,12 +99,12 @@ async fn run(runtime: &Arc<CallRuntime>, dispatcher: &Dispatcher, batch: BatchRo
             continue;
         }
         if !started {
-            runtime.store.set_batch_status(&batch.batch_call_id, "running").await?;
+            runtime.store.set_batch_status(&workspace_id, &batch.batch_call_id, "running").await?;
             started = true;
         }
-        let tasks = runtime.store.pending_tasks(&batch.batch_call_id, TASK_CHUNK).await?;
+        let tasks = runtime.store.pending_tasks(&workspace_id, &batch.batch_call_id, TASK_CHUNK).await?;
         if tasks.is_empty() {
-            runtime.store.set_batch_status(&batch.batch_call_id, "completed").await?;
+            runtime.store.set_batch_status(&workspace_id, &batch.batch_call_id, "completed").await?;
             tracing::info!(batch_call_id = %batch.batch_call_id, "batch.completed");
             return Ok(());
         }
@@ -120,7 +120,10 @@ async fn run(runtime: &Arc<CallRuntime>, dispatcher: &Dispatcher, batch: BatchRo
             let prepared = match prepare_call(&runtime.store, &workspace_id, request, rand::random::<f64>()).await {
                 Ok(prepared) => prepared,
                 Err(CreateCallError::Invalid { field, problem }) => {
-                    runtime.store.fail_batch_task(&batch.batch_call_id, task.task_index, &format!("{field}: {problem}")).await?;
+                    runtime
+                        .store
+                        .fail_batch_task(&workspace_id, &batch.batch_call_id, task.task_index, &format!("{field}: {problem}"))
+                        .await?;
                     continue;
                 }
                 Err(CreateCallError::Store(err)) => return Err(err.into()),

@@ -37,6 +37,11 @@ pub struct TaskRow {
     pub document: Document,
 }
 
+/// `batch_tasks` has no workspace column: a task is the workspace's when its batch is.
+/// `$1` is the workspace, `$2` the batch.
+const TASK_OF_WORKSPACE: &str =
+    "batch_call_id = $2 AND batch_call_id IN (SELECT batch_call_id FROM batch_calls WHERE workspace_id = $1 AND batch_call_id = $2)";
+
 const BATCH_COLUMNS: &str = "batch_call_id, workspace_id, name, from_number, created_at, scheduled_timestamp,
     reserved_concurrency, call_time_window, total_task_count, status";
 
@@ -102,8 +107,10 @@ impl Store {
         Ok(Page::from_overfetch(rows, page.limit))
     }
 
-    /// Batches a worker should be running (scheduled or running), any workspace.
-    pub async fn active_batches(&self) -> Result<Vec<BatchRow>, StoreError> {
+    /// Cross-workspace sweep, at start: the batches a worker should be running (scheduled or
+    /// running) in every workspace, each naming its workspace (`BatchRow::workspace_id`),
+    /// which the worker passes to every later query.
+    pub async fn active_batches_any_workspace(&self) -> Result<Vec<BatchRow>, StoreError> {
         let rows =
             sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batch_calls WHERE status IN ('scheduled', 'running') ORDER BY created_at"))
                 .fetch_all(&self.pool)
@@ -111,22 +118,27 @@ impl Store {
         rows.iter().map(batch_from_row).collect()
     }
 
-    pub async fn set_batch_status(&self, batch_call_id: &str, status: &str) -> Result<(), StoreError> {
+    pub async fn set_batch_status(&self, workspace_id: &WorkspaceId, batch_call_id: &str, status: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
-        sqlx::query("UPDATE batch_calls SET status = $2 WHERE batch_call_id = $1 AND status IN ('scheduled', 'running')")
-            .bind(batch_call_id)
-            .bind(status)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE batch_calls SET status = $3
+             WHERE workspace_id = $1 AND batch_call_id = $2 AND status IN ('scheduled', 'running')",
+        )
+        .bind(workspace_id.as_str())
+        .bind(batch_call_id)
+        .bind(status)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The next pending tasks of a batch, in order.
-    pub async fn pending_tasks(&self, batch_call_id: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT task_index, document FROM batch_tasks WHERE batch_call_id = $1 AND state = 'pending'
-             ORDER BY task_index LIMIT $2",
-        )
+    pub async fn pending_tasks(&self, workspace_id: &WorkspaceId, batch_call_id: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT task_index, document FROM batch_tasks WHERE {TASK_OF_WORKSPACE} AND state = 'pending'
+             ORDER BY task_index LIMIT $3"
+        ))
+        .bind(workspace_id.as_str())
         .bind(batch_call_id)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -148,10 +160,11 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         let call = CallRow { created_at: self.next_created_at(), batch_call_id: Some(batch_call_id.to_owned()), ..call.clone() };
         let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE batch_tasks SET state = 'called', call_id = $3
-             WHERE batch_call_id = $1 AND task_index = $2 AND state = 'pending'",
-        )
+        let claimed = sqlx::query(&format!(
+            "UPDATE batch_tasks SET state = 'called', call_id = $4
+             WHERE {TASK_OF_WORKSPACE} AND task_index = $3 AND state = 'pending'"
+        ))
+        .bind(workspace_id.as_str())
         .bind(batch_call_id)
         .bind(task_index)
         .bind(call.call_id.as_str())
@@ -165,11 +178,19 @@ impl Store {
         Ok(Some(call))
     }
 
-    pub async fn fail_batch_task(&self, batch_call_id: &str, task_index: i64, error: &str) -> Result<(), StoreError> {
+    pub async fn fail_batch_task(
+        &self,
+        workspace_id: &WorkspaceId,
+        batch_call_id: &str,
+        task_index: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
-        sqlx::query(
-            "UPDATE batch_tasks SET state = 'failed', error = $3 WHERE batch_call_id = $1 AND task_index = $2 AND state = 'pending'",
-        )
+        sqlx::query(&format!(
+            "UPDATE batch_tasks SET state = 'failed', error = $4
+             WHERE {TASK_OF_WORKSPACE} AND task_index = $3 AND state = 'pending'"
+        ))
+        .bind(workspace_id.as_str())
         .bind(batch_call_id)
         .bind(task_index)
         .bind(error)
@@ -178,9 +199,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn batch_progress(&self, batch_call_id: &str) -> Result<BatchProgress, StoreError> {
+    pub async fn batch_progress(&self, workspace_id: &WorkspaceId, batch_call_id: &str) -> Result<BatchProgress, StoreError> {
         let mut progress = BatchProgress::default();
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM batch_tasks WHERE batch_call_id = $1 GROUP BY state")
+        let rows = sqlx::query(&format!("SELECT state, COUNT(*) AS n FROM batch_tasks WHERE {TASK_OF_WORKSPACE} GROUP BY state"))
+            .bind(workspace_id.as_str())
             .bind(batch_call_id)
             .fetch_all(&self.pool)
             .await?;
@@ -192,11 +214,14 @@ impl Store {
                 _ => progress.failed = n,
             }
         }
-        let rows =
-            sqlx::query("SELECT call_status, COUNT(*) AS n FROM calls WHERE batch_call_id = $1 GROUP BY call_status ORDER BY call_status")
-                .bind(batch_call_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT call_status, COUNT(*) AS n FROM calls WHERE workspace_id = $1 AND batch_call_id = $2
+             GROUP BY call_status ORDER BY call_status",
+        )
+        .bind(workspace_id.as_str())
+        .bind(batch_call_id)
+        .fetch_all(&self.pool)
+        .await?;
         for row in rows {
             progress.calls_by_status.push((row.try_get("call_status")?, row.try_get("n")?));
         }

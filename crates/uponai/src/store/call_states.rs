@@ -22,27 +22,30 @@ pub struct CallEnd {
 /// The webhook events a state change queues, given the call as it is after the change.
 pub type EventPlan<'a> = &'a (dyn Fn(&CallRow) -> Vec<NewWebhook> + Send + Sync);
 
-/// A call and its workspace, read through `executor` (the pool, or a write transaction).
-async fn call_with_workspace<'e>(
+/// A call of `workspace_id`, read through `executor` (the pool, or a write transaction).
+async fn call_in_workspace<'e>(
     executor: impl sqlx::SqliteExecutor<'e>,
+    workspace_id: &WorkspaceId,
     call_id: &CallId,
-) -> Result<Option<(WorkspaceId, CallRow)>, StoreError> {
-    let row = sqlx::query(&format!("SELECT workspace_id, {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
+) -> Result<Option<CallRow>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE workspace_id = $1 AND call_id = $2"))
+        .bind(workspace_id.as_str())
         .bind(call_id.as_str())
         .fetch_optional(executor)
         .await?;
-    row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?))).transpose()
+    row.as_ref().map(call_from_row).transpose()
 }
 
 impl Store {
     /// Marks an outbound call as handed to the dialer; `false` if it was already (or is no
     /// longer registered), so two dialers can never dial one call.
-    pub async fn mark_call_dispatched(&self, call_id: &CallId, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn mark_call_dispatched(&self, workspace_id: &WorkspaceId, call_id: &CallId, now_ms: i64) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
         let result = sqlx::query(
-            "UPDATE calls SET dispatched_at = $2
-             WHERE call_id = $1 AND call_status = 'registered' AND dispatched_at IS NULL",
+            "UPDATE calls SET dispatched_at = $3
+             WHERE workspace_id = $1 AND call_id = $2 AND call_status = 'registered' AND dispatched_at IS NULL",
         )
+        .bind(workspace_id.as_str())
         .bind(call_id.as_str())
         .bind(now_ms)
         .execute(&self.pool)
@@ -50,9 +53,10 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn set_sip_call_id(&self, call_id: &CallId, sip_call_id: &str) -> Result<(), StoreError> {
+    pub async fn set_sip_call_id(&self, workspace_id: &WorkspaceId, call_id: &CallId, sip_call_id: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
-        sqlx::query("UPDATE calls SET sip_call_id = $2 WHERE call_id = $1")
+        sqlx::query("UPDATE calls SET sip_call_id = $3 WHERE workspace_id = $1 AND call_id = $2")
+            .bind(workspace_id.as_str())
             .bind(call_id.as_str())
             .bind(sip_call_id)
             .execute(&self.pool)
@@ -65,6 +69,7 @@ impl Store {
     /// registered any more.
     pub async fn mark_call_ongoing(
         &self,
+        workspace_id: &WorkspaceId,
         call_id: &CallId,
         start_timestamp: i64,
         document_patch: Document,
@@ -72,7 +77,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let (workspace_id, mut call) = call_with_workspace(&mut *tx, call_id).await?.ok_or(StoreError::NotFound)?;
+        let mut call = call_in_workspace(&mut *tx, workspace_id, call_id).await?.ok_or(StoreError::NotFound)?;
         if call.call_status != CallStatus::Registered {
             return Ok(false);
         }
@@ -80,25 +85,32 @@ impl Store {
         call.start_timestamp = Some(start_timestamp);
         call.document.extend(document_patch);
         sqlx::query(
-            "UPDATE calls SET call_status = 'ongoing', start_timestamp = $2, document = $3
-             WHERE call_id = $1 AND call_status = 'registered'",
+            "UPDATE calls SET call_status = 'ongoing', start_timestamp = $3, document = $4
+             WHERE workspace_id = $1 AND call_id = $2 AND call_status = 'registered'",
         )
+        .bind(workspace_id.as_str())
         .bind(call_id.as_str())
         .bind(start_timestamp)
         .bind(encode_document(&call.document))
         .execute(&mut *tx)
         .await?;
-        self.insert_webhooks(&mut tx, &workspace_id, call_id, &plan(&call), start_timestamp).await?;
+        self.insert_webhooks(&mut tx, workspace_id, call_id, &plan(&call), start_timestamp).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Ends a call that is registered or ongoing, queueing the events `plan` asks for in the
     /// same transaction; `false` if it had already ended.
-    pub async fn end_call(&self, call_id: &CallId, end: &CallEnd, plan: EventPlan<'_>) -> Result<bool, StoreError> {
+    pub async fn end_call(
+        &self,
+        workspace_id: &WorkspaceId,
+        call_id: &CallId,
+        end: &CallEnd,
+        plan: EventPlan<'_>,
+    ) -> Result<bool, StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let (workspace_id, mut call) = call_with_workspace(&mut *tx, call_id).await?.ok_or(StoreError::NotFound)?;
+        let mut call = call_in_workspace(&mut *tx, workspace_id, call_id).await?.ok_or(StoreError::NotFound)?;
         if !matches!(call.call_status, CallStatus::Registered | CallStatus::Ongoing) {
             return Ok(false);
         }
@@ -109,10 +121,11 @@ impl Store {
         call.end_timestamp = Some(end.end_timestamp);
         call.duration_ms = Some(duration);
         sqlx::query(
-            "UPDATE calls SET call_status = $2, disconnection_reason = $3, end_timestamp = $4,
-                 duration_ms = $5, document = $6
-             WHERE call_id = $1 AND call_status IN ('registered', 'ongoing')",
+            "UPDATE calls SET call_status = $3, disconnection_reason = $4, end_timestamp = $5,
+                 duration_ms = $6, document = $7
+             WHERE workspace_id = $1 AND call_id = $2 AND call_status IN ('registered', 'ongoing')",
         )
+        .bind(workspace_id.as_str())
         .bind(call_id.as_str())
         .bind(end.status.as_str())
         .bind(end.reason.as_str())
@@ -121,19 +134,26 @@ impl Store {
         .bind(encode_document(&call.document))
         .execute(&mut *tx)
         .await?;
-        self.insert_webhooks(&mut tx, &workspace_id, call_id, &plan(&call), end.end_timestamp).await?;
+        self.insert_webhooks(&mut tx, workspace_id, call_id, &plan(&call), end.end_timestamp).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    /// A call of any workspace, with its workspace: for SIP requests, which carry no key.
+    /// Cross-workspace: a call of any workspace, with its workspace. For a SIP INVITE to
+    /// `sip:{call_id}@…` (dial-in of a registered call), which carries no key: the random
+    /// call id is the credential, and every later step uses the workspace returned here.
     pub async fn find_call_any_workspace(&self, call_id: &CallId) -> Result<Option<(WorkspaceId, CallRow)>, StoreError> {
-        call_with_workspace(&self.pool, call_id).await
+        let row = sqlx::query(&format!("SELECT workspace_id, {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
+            .bind(call_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?))).transpose()
     }
 
-    /// Calls left in flight by a previous run: `(workspace, call, was_dispatched)` for every
-    /// registered or ongoing call.
-    pub async fn unfinished_calls(&self) -> Result<Vec<(WorkspaceId, CallRow, bool)>, StoreError> {
+    /// Cross-workspace sweep: calls left in flight by a previous run, and dial-in calls
+    /// waiting too long. `(workspace, call, was_dispatched)` for every registered or ongoing
+    /// call of every workspace; whatever is done to one then goes through its workspace.
+    pub async fn unfinished_calls_any_workspace(&self) -> Result<Vec<(WorkspaceId, CallRow, bool)>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT workspace_id, dispatched_at, {CALL_COLUMNS} FROM calls
              WHERE call_status IN ('registered', 'ongoing') ORDER BY created_at"
@@ -146,17 +166,5 @@ impl Store {
                 Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(row)?, dispatched.is_some()))
             })
             .collect()
-    }
-
-    /// The workspace and row of a phone number, whatever the workspace: inbound SIP routing.
-    pub async fn find_number_any_workspace(&self, phone_number: &str) -> Result<Option<(WorkspaceId, super::NumberRow)>, StoreError> {
-        let row = sqlx::query("SELECT workspace_id FROM phone_numbers WHERE phone_number = $1")
-            .bind(phone_number)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let workspace_id = super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?;
-        let number = self.get_number(&workspace_id, phone_number).await?;
-        Ok(Some((workspace_id, number)))
     }
 }

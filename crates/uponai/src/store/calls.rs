@@ -103,17 +103,35 @@ impl Store {
         Ok(call)
     }
 
-    pub async fn delete_call(&self, workspace_id: &WorkspaceId, call_id: &CallId) -> Result<(), StoreError> {
+    /// Deletes an ended or not yet answered call, and its webhook events (their bodies hold
+    /// the call), returning the row as it was so the caller can remove the files it names.
+    /// An ongoing call is `Conflict`: its task is still writing it.
+    pub async fn delete_call(&self, workspace_id: &WorkspaceId, call_id: &CallId) -> Result<CallRow, StoreError> {
         let _writer = self.write_lock.lock().await;
-        let result = sqlx::query("DELETE FROM calls WHERE workspace_id = $1 AND call_id = $2")
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE workspace_id = $1 AND call_id = $2"))
             .bind(workspace_id.as_str())
             .bind(call_id.as_str())
-            .execute(&self.pool)
-            .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let call = call_from_row(&row)?;
+        if call.call_status == CallStatus::Ongoing {
+            return Err(StoreError::Conflict(format!("call {call_id} is ongoing; end it with stop-call first")));
         }
-        Ok(())
+        // Attempts go with their events (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM webhook_events WHERE workspace_id = $1 AND call_id = $2")
+            .bind(workspace_id.as_str())
+            .bind(call_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM calls WHERE workspace_id = $1 AND call_id = $2")
+            .bind(workspace_id.as_str())
+            .bind(call_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(call)
     }
 
     /// Up to `limit` calls after `cursor` (a call id) in creation order. The API filters

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Map, Value};
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
 
 pub use batches::{BatchProgress, BatchRow, TaskRow};
 pub use call_states::{CallEnd, EventPlan};
@@ -74,7 +74,10 @@ impl Store {
             .context("sqlite path")?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss
+            // (a call's "dispatched" claim among them, so it would be dialed again); FULL
+            // syncs the WAL at every commit, so a commit that returned survives.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
@@ -96,6 +99,21 @@ impl Store {
         let mut last = self.last_created_at.lock().unwrap_or_else(|poison| poison.into_inner());
         *last = (*last + 1).max(now_us);
         *last
+    }
+
+    /// `(journal_mode, synchronous)` as `PRAGMA` reports them on `n` pooled connections held
+    /// at once (so `n` distinct connections): what every commit's durability rests on.
+    pub async fn durability_settings(&self, n: usize) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut held = Vec::with_capacity(n);
+        let mut settings = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut conn = self.pool.acquire().await?;
+            let journal: String = sqlx::query("PRAGMA journal_mode").fetch_one(&mut *conn).await?.try_get(0)?;
+            let synchronous: i64 = sqlx::query("PRAGMA synchronous").fetch_one(&mut *conn).await?.try_get(0)?;
+            settings.push((journal, synchronous));
+            held.push(conn);
+        }
+        Ok(settings)
     }
 
     pub async fn close(&self) {

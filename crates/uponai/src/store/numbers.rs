@@ -17,6 +17,9 @@ pub struct NumberRow {
     pub document: Document,
 }
 
+/// The `Conflict` of adding a number some workspace already holds.
+const NUMBER_TAKEN: &str = "the phone number is held by a workspace";
+
 /// A change to a number's trunk password: keep it, or set it to a value or to none.
 #[derive(Clone, Debug)]
 pub enum PasswordChange {
@@ -25,8 +28,11 @@ pub enum PasswordChange {
 }
 
 impl Store {
-    /// Adds a number. A number belongs to one workspace only; adding it again anywhere is a
-    /// conflict.
+    /// Adds a number. A number belongs to one workspace only: adding it again, in this
+    /// workspace or another, is `Conflict`, and so is adding the other spelling of a number
+    /// already held (`+15551234` and `15551234` reach the same inbound routing), so that an
+    /// inbound call's number names at most one row. The caller must not tell the cases
+    /// apart to its client: whether another workspace holds a number is not its business.
     pub async fn insert_number(
         &self,
         workspace_id: &WorkspaceId,
@@ -38,6 +44,14 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         let now = now_ms();
         let created_at = self.next_created_at();
+        let taken = sqlx::query("SELECT 1 AS one FROM phone_numbers WHERE phone_number IN ($1, $2)")
+            .bind(phone_number)
+            .bind(other_spelling(phone_number))
+            .fetch_optional(&self.pool)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(NUMBER_TAKEN.into()));
+        }
         let result = sqlx::query(
             "INSERT INTO phone_numbers
                  (phone_number, workspace_id, phone_number_type, created_at,
@@ -62,11 +76,26 @@ impl Store {
                 auth_password: auth_password.map(str::to_owned),
                 document: document.clone(),
             }),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::Conflict(format!("phone_number {phone_number} is already registered")))
-            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::Conflict(NUMBER_TAKEN.into())),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Cross-workspace: the numbers an inbound INVITE's Request-URI user can mean (as
+    /// written, and with a leading `+` added or removed), each with its workspace. For SIP
+    /// routing, which carries no key; `insert_number` keeps this to at most one row, and the
+    /// caller still checks the row's trunk allow-list against the request's source.
+    pub async fn find_dialed_number_any_workspace(&self, dialed: &str) -> Result<Vec<(WorkspaceId, NumberRow)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT workspace_id, phone_number, phone_number_type, created_at, last_modification_timestamp,
+                    auth_password, document
+             FROM phone_numbers WHERE phone_number IN ($1, $2) ORDER BY phone_number",
+        )
+        .bind(dialed)
+        .bind(other_spelling(dialed))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, number_from_row(row)?))).collect()
     }
 
     pub async fn get_number(&self, workspace_id: &WorkspaceId, phone_number: &str) -> Result<NumberRow, StoreError> {
@@ -164,6 +193,14 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("phone_number")?)).collect()
+    }
+}
+
+/// `+15551234` for `15551234` and the other way round.
+fn other_spelling(phone_number: &str) -> String {
+    match phone_number.strip_prefix('+') {
+        Some(bare) => bare.to_owned(),
+        None => format!("+{phone_number}"),
     }
 }
 

@@ -39,6 +39,14 @@ pub struct VersionRow {
     pub document: Document,
 }
 
+impl Versioned {
+    /// A condition that a version row's document belongs to the workspace bound at `$n`:
+    /// version tables have no workspace column, their parent row has.
+    fn of_workspace(self, n: u8) -> String {
+        format!("{id} IN (SELECT {id} FROM {p} WHERE workspace_id = ${n})", id = self.id_column, p = self.parent_table)
+    }
+}
+
 impl Store {
     /// Creates the parent and its version 0 (a draft).
     pub async fn create_versioned(
@@ -104,18 +112,21 @@ impl Store {
         let row = if !target.is_published {
             sqlx::query(&format!(
                 "UPDATE {} SET document = $3, last_modification_timestamp = $4
-                 WHERE {} = $1 AND version = $2",
-                kind.versions_table, kind.id_column
+                 WHERE {} = $1 AND version = $2 AND {}",
+                kind.versions_table,
+                kind.id_column,
+                kind.of_workspace(5)
             ))
             .bind(id)
             .bind(target.version)
             .bind(encode_document(&document))
             .bind(now)
+            .bind(workspace_id.as_str())
             .execute(&mut *tx)
             .await?;
             VersionRow { document, last_modification_timestamp: now, ..target }
         } else if !selector_given || selector == Some(AgentVersionRef::Latest) {
-            let version = next_version(&mut tx, kind, id).await?;
+            let version = next_version(&mut tx, kind, workspace_id, id).await?;
             insert_version(&mut tx, kind, id, version, Some(target.version), now, &document).await?;
             VersionRow {
                 version,
@@ -147,7 +158,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let base = resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(base_version)).await?;
-        let version = next_version(&mut tx, kind, id).await?;
+        let version = next_version(&mut tx, kind, workspace_id, id).await?;
         insert_version(&mut tx, kind, id, version, Some(base.version), now, &base.document).await?;
         tx.commit().await?;
         Ok(VersionRow { version, is_published: false, base_version: Some(base.version), last_modification_timestamp: now, ..base })
@@ -171,13 +182,16 @@ impl Store {
         document.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
         sqlx::query(&format!(
             "UPDATE {} SET document = $3, is_published = TRUE, last_modification_timestamp = $4
-             WHERE {} = $1 AND version = $2",
-            kind.versions_table, kind.id_column
+             WHERE {} = $1 AND version = $2 AND {}",
+            kind.versions_table,
+            kind.id_column,
+            kind.of_workspace(5)
         ))
         .bind(id)
         .bind(version)
         .bind(encode_document(&document))
         .bind(now)
+        .bind(workspace_id.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -189,22 +203,34 @@ impl Store {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         resolve(&mut tx, kind, workspace_id, id, AgentVersionRef::Number(version)).await?;
-        let n_versions: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {} WHERE {} = $1", kind.versions_table, kind.id_column))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        let n_versions: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE {} = $1 AND {}",
+            kind.versions_table,
+            kind.id_column,
+            kind.of_workspace(2)
+        ))
+        .bind(id)
+        .bind(workspace_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
         if n_versions <= 1 {
             return Err(StoreError::Conflict(format!(
                 "version {version} is the only version of this {}; delete the {} instead",
                 kind.noun, kind.noun
             )));
         }
-        sqlx::query(&format!("DELETE FROM {} WHERE {} = $1 AND version = $2", kind.versions_table, kind.id_column))
-            .bind(id)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE {} = $1 AND version = $2 AND {}",
+            kind.versions_table,
+            kind.id_column,
+            kind.of_workspace(3)
+        ))
+        .bind(id)
+        .bind(version)
+        .bind(workspace_id.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -213,15 +239,17 @@ impl Store {
     pub async fn delete_versioned(&self, kind: Versioned, workspace_id: &WorkspaceId, id: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("DELETE FROM {} WHERE {} = $1", kind.versions_table, kind.id_column)).bind(id).execute(&mut *tx).await?;
+        sqlx::query(&format!("DELETE FROM {} WHERE {} = $1 AND {}", kind.versions_table, kind.id_column, kind.of_workspace(2)))
+            .bind(id)
+            .bind(workspace_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let result = sqlx::query(&format!("DELETE FROM {} WHERE {} = $1 AND workspace_id = $2", kind.parent_table, kind.id_column))
             .bind(id)
             .bind(workspace_id.as_str())
             .execute(&mut *tx)
             .await?;
         if result.rows_affected() == 0 {
-            // Dropping `tx` rolls back the version delete, which matched another workspace's
-            // rows if any.
             return Err(StoreError::NotFound);
         }
         tx.commit().await?;
@@ -285,12 +313,12 @@ impl Store {
             None => None,
             Some(raw) => Some(raw.parse::<i64>().map_err(|_| StoreError::BadPaginationKey)?),
         };
-        let keyset = if after.is_some() { format!("AND v.version {cmp} $2") } else { String::new() };
+        let keyset = if after.is_some() { format!("AND v.version {cmp} $3") } else { String::new() };
         let sql = format!(
             "SELECT v.{id} AS id, p.created_at, v.version, v.is_published, v.base_version,
                     v.last_modification_timestamp, v.document
              FROM {v} v JOIN {p} p ON p.{id} = v.{id}
-             WHERE v.{id} = $1 {keyset}
+             WHERE v.{id} = $1 AND p.workspace_id = $2 {keyset}
              ORDER BY v.version {dir}
              LIMIT {}",
             page.fetch_limit(),
@@ -298,7 +326,7 @@ impl Store {
             v = kind.versions_table,
             p = kind.parent_table,
         );
-        let mut query = sqlx::query(&sql).bind(id);
+        let mut query = sqlx::query(&sql).bind(id).bind(workspace_id.as_str());
         if let Some(after) = after {
             query = query.bind(after);
         }
@@ -350,12 +378,17 @@ async fn resolve(
     version_from_row(&row)
 }
 
-async fn next_version(conn: &mut sqlx::SqliteConnection, kind: Versioned, id: &str) -> Result<i64, StoreError> {
-    let row =
-        sqlx::query(&format!("SELECT COALESCE(MAX(version), -1) + 1 AS next FROM {} WHERE {} = $1", kind.versions_table, kind.id_column))
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
+async fn next_version(conn: &mut sqlx::SqliteConnection, kind: Versioned, workspace_id: &WorkspaceId, id: &str) -> Result<i64, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT COALESCE(MAX(version), -1) + 1 AS next FROM {} WHERE {} = $1 AND {}",
+        kind.versions_table,
+        kind.id_column,
+        kind.of_workspace(2)
+    ))
+    .bind(id)
+    .bind(workspace_id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(row.try_get("next")?)
 }
 

@@ -133,14 +133,15 @@ impl Store {
         Ok(())
     }
 
-    /// Pending events due at `now_ms` that are the oldest pending event of their call,
-    /// soonest first.
-    pub async fn due_webhooks(&self, now_ms: i64, limit: i64) -> Result<Vec<WebhookRow>, StoreError> {
+    /// Cross-workspace sweep for the deliverer: pending events of every workspace due at
+    /// `now_ms` that are the oldest pending event of their call, soonest first. Each names
+    /// its workspace (`WebhookRow::workspace_id`), which signs it and records its attempt.
+    pub async fn due_webhooks_any_workspace(&self, now_ms: i64, limit: i64) -> Result<Vec<WebhookRow>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhook_events e
              WHERE e.state = 'pending' AND e.next_attempt_at <= $1
                AND NOT EXISTS (SELECT 1 FROM webhook_events p
-                               WHERE p.call_id = e.call_id AND p.state = 'pending' AND p.created_at < e.created_at)
+                               WHERE p.workspace_id = e.workspace_id AND p.call_id = e.call_id AND p.state = 'pending' AND p.created_at < e.created_at)
              ORDER BY e.next_attempt_at, e.created_at LIMIT $2"
         ))
         .bind(now_ms)
@@ -151,10 +152,11 @@ impl Store {
     }
 
     /// Records an attempt and the event's next state in one transaction.
-    pub async fn record_webhook_attempt(&self, record: &AttemptRecord) -> Result<(), StoreError> {
+    pub async fn record_webhook_attempt(&self, workspace_id: &WorkspaceId, record: &AttemptRecord) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT attempts FROM webhook_events WHERE event_id = $1")
+        let row = sqlx::query("SELECT attempts FROM webhook_events WHERE workspace_id = $1 AND event_id = $2")
+            .bind(workspace_id.as_str())
             .bind(record.event_id.as_str())
             .fetch_optional(&mut *tx)
             .await?
@@ -178,11 +180,12 @@ impl Store {
             AfterAttempt::GiveUp => (DeliveryState::Failed, None, None),
         };
         sqlx::query(
-            "UPDATE webhook_events SET attempts = $2, series_attempts = series_attempts + 1, state = $3,
-                 next_attempt_at = COALESCE($4, next_attempt_at), last_status_code = $5, last_error = $6,
-                 delivered_at = COALESCE($7, delivered_at)
-             WHERE event_id = $1",
+            "UPDATE webhook_events SET attempts = $3, series_attempts = series_attempts + 1, state = $4,
+                 next_attempt_at = COALESCE($5, next_attempt_at), last_status_code = $6, last_error = $7,
+                 delivered_at = COALESCE($8, delivered_at)
+             WHERE workspace_id = $1 AND event_id = $2",
         )
+        .bind(workspace_id.as_str())
         .bind(record.event_id.as_str())
         .bind(attempt)
         .bind(state.as_str())
@@ -213,7 +216,7 @@ impl Store {
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             let event = webhook_from_row(row)?;
-            let attempts = self.webhook_attempts(&event.event_id).await?;
+            let attempts = self.webhook_attempts(workspace_id, &event.event_id).await?;
             events.push((event, attempts));
         }
         Ok(events)
@@ -228,15 +231,18 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         let event = webhook_from_row(&row)?;
-        let attempts = self.webhook_attempts(event_id).await?;
+        let attempts = self.webhook_attempts(workspace_id, event_id).await?;
         Ok((event, attempts))
     }
 
-    async fn webhook_attempts(&self, event_id: &EventId) -> Result<Vec<AttemptRow>, StoreError> {
+    async fn webhook_attempts(&self, workspace_id: &WorkspaceId, event_id: &EventId) -> Result<Vec<AttemptRow>, StoreError> {
+        // Attempts have no workspace column: they are the workspace's when their event is.
         let rows = sqlx::query(
             "SELECT attempt, started_at, duration_ms, status_code, error FROM webhook_attempts
-             WHERE event_id = $1 ORDER BY attempt",
+             WHERE event_id = $2 AND event_id IN (SELECT event_id FROM webhook_events WHERE workspace_id = $1 AND event_id = $2)
+             ORDER BY attempt",
         )
+        .bind(workspace_id.as_str())
         .bind(event_id.as_str())
         .fetch_all(&self.pool)
         .await?;
@@ -295,7 +301,8 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `key_id` is some workspace's webhook key.
+    /// Operator level (the `keys` command), any workspace: whether `key_id` is some
+    /// workspace's webhook key.
     pub async fn is_webhook_key(&self, key_id: &KeyId) -> Result<bool, StoreError> {
         let row =
             sqlx::query("SELECT 1 AS one FROM webhook_keys WHERE key_id = $1").bind(key_id.as_str()).fetch_optional(&self.pool).await?;

@@ -78,7 +78,7 @@ impl Deliverer {
             flights.finished_since_read.clear();
             flights.running.len()
         };
-        let due = self.webhooks.store.due_webhooks(now_ms, i64::try_from(free + busy).unwrap_or(i64::MAX)).await?;
+        let due = self.webhooks.store.due_webhooks_any_workspace(now_ms, i64::try_from(free + busy).unwrap_or(i64::MAX)).await?;
         let mut started = 0;
         for event in due {
             {
@@ -93,7 +93,7 @@ impl Deliverer {
             self.tracker.spawn(async move {
                 let _permit = permit;
                 let Some(record) = attempt(&webhooks, &event).await else { return };
-                if let Err(err) = webhooks.store.record_webhook_attempt(&record).await {
+                if let Err(err) = webhooks.store.record_webhook_attempt(&event.workspace_id, &record).await {
                     tracing::warn!(event_id = %event.event_id, error = %err, "could not record a webhook attempt; it will be sent again");
                 }
                 drop(guard);

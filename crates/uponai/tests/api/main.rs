@@ -12,4 +12,5 @@ mod limits;
 mod llms;
 mod numbers;
 mod persistence;
+mod tenancy;
 mod webhooks;

@@ -9,3 +9,4 @@ mod hostile_endpoint;
 mod inbound;
 mod outbound;
 mod sipp;
+mod tenancy;
