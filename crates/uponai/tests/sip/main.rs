@@ -8,3 +8,4 @@ mod helpers;
 mod inbound;
 mod outbound;
 mod sipp;
+mod strict_rtp;

@@ -236,6 +236,11 @@ impl Sipp {
         Self { child, port, log, _dir: dir, _ports: ports }
     }
 
+    /// A file in sipp's working directory (what its scenario's `exec command`s write).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self._dir.path().join(name)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
