@@ -47,6 +47,17 @@ impl JitterBuffer {
         }
     }
 
+    /// Forgets the stream (a new SSRC's timestamps have nothing to do with the old one's):
+    /// what is buffered is dropped and the next packet is a new base; counters are kept.
+    pub fn restart(&mut self) {
+        self.packets.clear();
+        self.n_buffered = 0;
+        self.base = None;
+        self.cursor = None;
+        self.last = SILENCE;
+        self.concealed_in_a_row = 0;
+    }
+
     pub fn push(&mut self, timestamp: u32, samples: &[i16]) {
         if samples.is_empty() {
             return;
@@ -171,6 +182,18 @@ mod tests {
         assert_eq!(buffer.pop()[0], 300);
         buffer.push(160, &samples(200, 160));
         assert_eq!((buffer.n_late, buffer.n_lost), (1, 1));
+    }
+
+    #[test]
+    fn a_restart_takes_the_next_packet_as_a_new_base() {
+        let mut buffer = JitterBuffer::new(1);
+        buffer.push(1000, &samples(1, 160));
+        assert_eq!(buffer.pop()[0], 1);
+        buffer.restart();
+        // Half the timestamp space away: before the restart this would be "late".
+        buffer.push(1000 + 0x8000_0000, &samples(2, 160));
+        assert_eq!(buffer.pop()[0], 2);
+        assert_eq!((buffer.n_received, buffer.n_late), (2, 0));
     }
 
     #[test]

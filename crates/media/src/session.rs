@@ -4,7 +4,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -22,34 +21,127 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(20);
 /// The longest audio packet accepted (120 ms); G.711 is one byte per sample.
 const MAX_PACKET_SAMPLES: usize = 960;
 
-/// The local RTP port range; ports are handed out round-robin, even numbers only.
+/// The local RTP port range, even ports only. Each bind tries the ports in a random order (a
+/// random start and a random stride coprime with the number of ports), so a port cannot be
+/// guessed from the last call's, and every port is still tried once before giving up.
 #[derive(Debug)]
 pub struct RtpPorts {
-    range: RangeInclusive<u16>,
-    next: AtomicU16,
+    /// The first even port of the range.
+    first: u16,
+    n_ports: u32,
 }
 
 impl RtpPorts {
     pub fn new(range: RangeInclusive<u16>) -> Self {
-        let start = *range.start() + (*range.start() & 1);
-        Self { next: AtomicU16::new(start), range }
+        let first = range.start().saturating_add(*range.start() & 1);
+        let n_ports = if first > *range.end() { 0 } else { (u32::from(*range.end()) - u32::from(first)) / 2 + 1 };
+        Self { first, n_ports }
     }
 
     /// Binds a free even port of the range on `ip`.
     pub async fn bind(&self, ip: IpAddr) -> std::io::Result<UdpSocket> {
-        let (lo, hi) = (*self.range.start(), *self.range.end());
-        let n_ports = (u32::from(hi) - u32::from(lo)) / 2 + 1;
-        for _ in 0..n_ports {
-            let mut port = self.next.fetch_add(2, Ordering::Relaxed);
-            if port < lo || port > hi.saturating_sub(1).max(lo) {
-                port = lo + (lo & 1);
-                self.next.store(port + 2, Ordering::Relaxed);
-            }
-            if let Ok(socket) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
-                return Ok(socket);
+        let n = self.n_ports;
+        if n > 0 {
+            let start = rand::random_range(0..n);
+            let stride = loop {
+                let stride = rand::random_range(1..n.max(2));
+                if gcd(stride, n) == 1 {
+                    break stride;
+                }
+            };
+            for k in 0..n {
+                let index = (u64::from(start) + u64::from(k) * u64::from(stride)) % u64::from(n);
+                let port = u32::from(self.first) + 2 * u32::try_from(index).unwrap_or(0);
+                let Ok(port) = u16::try_from(port) else { continue };
+                if let Ok(socket) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                    return Ok(socket);
+                }
             }
         }
         Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free RTP port in the range"))
+    }
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Which packets a session takes, and the rules that can change it.
+///
+/// A packet is taken only from the accepted source: the address the SDP named, or, for a
+/// peer behind NAT, the first source that sends, if it has the SDP's IP (any port) and
+/// sends within `latch_window` of the session's start, before the SDP's address has. After
+/// the first taken packet the source is fixed for the call, and our audio goes to it.
+///
+/// Within that source one SSRC is taken at a time. A packet of another SSRC is the stream
+/// restarting (new SSRC after a re-INVITE, a media server switching streams) only once the
+/// current SSRC has sent nothing for `ssrc_restart_silence`; then the jitter buffer and DTMF
+/// state start over for it. Until then it is dropped. Every dropped packet is counted.
+#[derive(Clone, Copy, Debug)]
+struct RtpPolicy {
+    latch_window: Duration,
+    ssrc_restart_silence: Duration,
+}
+
+impl Default for RtpPolicy {
+    fn default() -> Self {
+        Self { latch_window: Duration::from_secs(3), ssrc_restart_silence: Duration::from_millis(250) }
+    }
+}
+
+/// What `RtpPolicy` decided about one packet.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Take,
+    /// Take it: the first packet, from a new port of the SDP's IP; answer there from now on.
+    Latch,
+    /// Take it, after starting the stream over for its new SSRC.
+    Restart,
+    RejectSource,
+    RejectSsrc,
+}
+
+/// The sans-I/O filter applying `RtpPolicy`.
+#[derive(Debug)]
+struct SourceFilter {
+    policy: RtpPolicy,
+    started: Instant,
+    /// Where the SDP said the peer is.
+    expected: SocketAddr,
+    /// The source fixed by the first taken packet.
+    source: Option<SocketAddr>,
+    /// The SSRC taken and when it last sent.
+    ssrc: Option<(u32, Instant)>,
+}
+
+impl SourceFilter {
+    fn new(policy: RtpPolicy, expected: SocketAddr, started: Instant) -> Self {
+        Self { policy, started, expected, source: None, ssrc: None }
+    }
+
+    fn judge(&mut self, from: SocketAddr, ssrc: u32, now: Instant) -> Verdict {
+        let mut verdict = Verdict::Take;
+        match self.source {
+            Some(source) if source == from => {}
+            Some(_) => return Verdict::RejectSource,
+            None if from == self.expected => self.source = Some(from),
+            None if from.ip() == self.expected.ip() && now.duration_since(self.started) < self.policy.latch_window => {
+                self.source = Some(from);
+                verdict = Verdict::Latch;
+            }
+            None => return Verdict::RejectSource,
+        }
+        match self.ssrc {
+            Some((current, _)) if current == ssrc => {}
+            Some((_, last)) if now.duration_since(last) < self.policy.ssrc_restart_silence => return Verdict::RejectSsrc,
+            Some(_) => verdict = Verdict::Restart,
+            None => {}
+        }
+        self.ssrc = Some((ssrc, now));
+        verdict
     }
 }
 
@@ -85,6 +177,14 @@ pub struct MediaStats {
     pub n_sent: u64,
     pub n_received: u64,
     pub n_lost: u64,
+    /// Packets dropped for coming from anywhere but the call's accepted source.
+    pub n_rejected_source: u64,
+    /// Packets dropped from the accepted source for carrying another SSRC than the stream's.
+    pub n_rejected_ssrc: u64,
+    /// Times the stream restarted with a new SSRC.
+    pub n_ssrc_restarts: u64,
+    /// Where the peer's media was latched to, if not where the SDP said.
+    pub latched_to: Option<SocketAddr>,
     /// Histogram of |send interval − 20 ms| in 100 µs buckets (the last bucket is ≥ 20 ms).
     pub send_jitter_histogram: Vec<u64>,
 }
@@ -128,6 +228,16 @@ pub struct MediaSession {
 
 impl MediaSession {
     pub fn start(socket: UdpSocket, params: MediaParams, config: SessionConfig, channels: MediaChannels) -> std::io::Result<Self> {
+        Self::start_with(socket, params, config, channels, RtpPolicy::default())
+    }
+
+    fn start_with(
+        socket: UdpSocket,
+        params: MediaParams,
+        config: SessionConfig,
+        channels: MediaChannels,
+        policy: RtpPolicy,
+    ) -> std::io::Result<Self> {
         let local = socket.local_addr()?;
         let recorder = match &config.recording {
             Some(recording) => Some(Recorder {
@@ -137,7 +247,7 @@ impl MediaSession {
             None => None,
         };
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(socket, params, config, channels, recorder, cancel.clone()));
+        let task = tokio::spawn(run(socket, params, config, policy, channels, recorder, cancel.clone()));
         Ok(Self { cancel, task, local })
     }
 
@@ -197,6 +307,7 @@ async fn run(
     socket: UdpSocket,
     params: MediaParams,
     config: SessionConfig,
+    policy: RtpPolicy,
     mut channels: MediaChannels,
     mut recorder: Option<Recorder>,
     cancel: CancellationToken,
@@ -221,7 +332,7 @@ async fn run(
     let mut last_rx = started;
     let mut no_audio_reported = false;
     let mut last_send: Option<Instant> = None;
-    let mut latched = false;
+    let mut filter = SourceFilter::new(policy, sender.remote, started);
     loop {
         tokio::select! {
             biased;
@@ -252,12 +363,31 @@ async fn run(
             received = socket.recv_from(&mut recv_buf) => {
                 let Ok((len, source)) = received else { continue };
                 let Ok(packet) = Packet::parse(&recv_buf[..len]) else { continue };
-                if !latched && source != sender.remote {
-                    // Symmetric RTP: answer where the peer really sends from (NAT).
-                    sender.remote = source;
+                let now = Instant::now();
+                match filter.judge(source, packet.ssrc, now) {
+                    Verdict::Take => {}
+                    Verdict::Latch => {
+                        // Symmetric RTP: answer where the peer really sends from (NAT).
+                        tracing::info!(sdp = %sender.remote, %source, "rtp.latched");
+                        sender.remote = source;
+                        stats.latched_to = Some(source);
+                    }
+                    Verdict::Restart => {
+                        tracing::info!(ssrc = packet.ssrc, "rtp.ssrc_restart");
+                        jitter.restart();
+                        dtmf_in = DtmfReceiver::default();
+                        stats.n_ssrc_restarts += 1;
+                    }
+                    Verdict::RejectSource => {
+                        stats.n_rejected_source += 1;
+                        continue;
+                    }
+                    Verdict::RejectSsrc => {
+                        stats.n_rejected_ssrc += 1;
+                        continue;
+                    }
                 }
-                latched = true;
-                last_rx = Instant::now();
+                last_rx = now;
                 if Some(packet.payload_type) == sender.params.dtmf_payload_type {
                     if let Some(digit) = dtmf_in.on_payload(packet.timestamp, packet.payload) {
                         let _ = channels.events.try_send(MediaEvent::Dtmf(digit));
@@ -329,6 +459,21 @@ mod tests {
         events: mpsc::Receiver<MediaEvent>,
     }
 
+    impl Ends {
+        /// Forgets the caller frames queued so far, so the next ones are this moment's.
+        fn drain(&mut self) {
+            while self.to_agent.try_recv().is_ok() {}
+        }
+
+        /// Waits three ticks, so the session has read every packet sent so far.
+        async fn settle(&mut self) {
+            self.drain();
+            for _ in 0..3 {
+                self.to_agent.recv().await.unwrap();
+            }
+        }
+    }
+
     fn channels() -> (MediaChannels, Ends) {
         let (to_agent_tx, to_agent) = mpsc::channel(100);
         let (from_agent, from_agent_rx) = mpsc::channel(100);
@@ -370,6 +515,229 @@ mod tests {
         let stats = a_session.stop().await;
         assert!(stats.n_sent >= 40 && stats.n_received >= 30, "{stats:?}");
         b_session.stop().await;
+    }
+
+    /// A socket playing a peer: sends PCMU packets of one constant value.
+    struct Peer {
+        socket: std::sync::Arc<UdpSocket>,
+        ssrc: u32,
+        sequence: u16,
+        timestamp: u32,
+    }
+
+    impl Peer {
+        async fn on(ip: &str, ssrc: u32, timestamp: u32) -> Self {
+            let socket = std::sync::Arc::new(UdpSocket::bind((ip, 0)).await.unwrap());
+            Self { socket, ssrc, sequence: 0, timestamp }
+        }
+
+        fn addr(&self) -> SocketAddr {
+            self.socket.local_addr().unwrap()
+        }
+
+        async fn send_to(&mut self, to: SocketAddr, payload_type: u8, payload: &[u8]) {
+            let packet =
+                Packet { marker: false, payload_type, sequence: self.sequence, timestamp: self.timestamp, ssrc: self.ssrc, payload };
+            let mut buf = Vec::new();
+            packet.write(&mut buf);
+            self.socket.send_to(&buf, to).await.unwrap();
+            self.sequence = self.sequence.wrapping_add(1);
+            self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME as u32);
+        }
+
+        async fn audio(&mut self, to: SocketAddr, value: i16) {
+            self.send_to(to, 0, &[Codec::Pcmu.encode(value); SAMPLES_PER_FRAME]).await;
+        }
+
+        /// How many packets reached this peer so far.
+        fn n_received(&self) -> usize {
+            let mut buf = [0u8; 2048];
+            let mut n = 0;
+            while self.socket.try_recv_from(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        }
+    }
+
+    /// Classifies caller frames heard by the agent side: (near `a`, near `b`).
+    fn tally(frames: &[Frame], a: i16, b: i16) -> (usize, usize) {
+        let near = |frame: &Frame, v: i16| frame.iter().all(|s| (i32::from(*s) - i32::from(v)).abs() < i32::from(v) / 10);
+        (frames.iter().filter(|f| near(f, a)).count(), frames.iter().filter(|f| near(f, b)).count())
+    }
+
+    async fn session_for(remote: SocketAddr, policy: RtpPolicy) -> (MediaSession, Ends) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let config = SessionConfig { no_audio_timeout: Duration::from_secs(30), jitter_depth: 2, recording: None };
+        let (channels, ends) = channels();
+        (MediaSession::start_with(socket, params(remote), config, channels, policy).unwrap(), ends)
+    }
+
+    #[tokio::test]
+    async fn packets_from_another_port_are_dropped_counted_and_never_answered() {
+        let mut peer = Peer::on("127.0.0.1", 1, 0).await;
+        let mut intruder = Peer::on("127.0.0.1", 2, 0).await;
+        let (session, mut ends) = session_for(peer.addr(), RtpPolicy::default()).await;
+        let to = session.local_addr();
+        let mut frames = Vec::new();
+        for i in 0..30 {
+            peer.audio(to, 1000).await;
+            intruder.audio(to, 8000).await;
+            if i % 6 == 0 {
+                // A digit (RFC 4733, end bit set) is no more welcome than audio.
+                intruder.send_to(to, 101, &[5, 0x8A, 0, 160]).await;
+            }
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        ends.settle().await;
+        let stats = session.stop().await;
+
+        assert_eq!((stats.n_rejected_source, stats.n_rejected_ssrc, stats.latched_to), (35, 0, None), "{stats:?}");
+        let (heard_peer, heard_intruder) = tally(&frames, 1000, 8000);
+        assert!(heard_peer >= 20 && heard_intruder == 0, "peer {heard_peer}, intruder {heard_intruder} frames");
+        assert!(ends.events.try_recv().is_err(), "no digit from the intruder");
+        assert!(peer.n_received() >= 25, "our audio goes to the SDP's address");
+        assert_eq!(intruder.n_received(), 0, "and never to the intruder");
+    }
+
+    #[tokio::test]
+    async fn a_peer_behind_nat_is_latched_within_the_window_from_the_sdp_ip_only() {
+        // The SDP names a port the peer never sends from (its NAT maps another one).
+        let sdp_port = Peer::on("127.0.0.1", 0, 0).await;
+        let mut other_ip = Peer::on("127.0.0.2", 3, 0).await;
+        let mut natted = Peer::on("127.0.0.1", 1, 0).await;
+        let mut late = Peer::on("127.0.0.1", 2, 0).await;
+        let (session, mut ends) = session_for(sdp_port.addr(), RtpPolicy::default()).await;
+        let to = session.local_addr();
+        let mut frames = Vec::new();
+        for _ in 0..5 {
+            other_ip.audio(to, 8000).await;
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        let before_latch = sdp_port.n_received();
+        for _ in 0..30 {
+            natted.audio(to, 1000).await;
+            late.audio(to, 8000).await;
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        ends.settle().await;
+        let stats = session.stop().await;
+
+        assert_eq!(stats.latched_to, Some(natted.addr()), "{stats:?}");
+        assert_eq!(stats.n_rejected_source, 35, "another IP, then a second port: {stats:?}");
+        let (heard_natted, heard_others) = tally(&frames, 1000, 8000);
+        assert!(heard_natted >= 20 && heard_others == 0, "natted {heard_natted}, others {heard_others} frames");
+        assert!(before_latch >= 3, "our audio went to the SDP's address until the latch");
+        assert!(natted.n_received() >= 25, "and then to where the peer sends from");
+        assert_eq!((other_ip.n_received(), late.n_received()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn no_latch_is_made_after_the_window_but_the_sdp_address_is_still_heard() {
+        let policy = RtpPolicy { latch_window: Duration::from_millis(200), ..RtpPolicy::default() };
+        let mut peer = Peer::on("127.0.0.1", 1, 0).await;
+        let mut natted = Peer::on("127.0.0.1", 2, 0).await;
+        let (session, mut ends) = session_for(peer.addr(), policy).await;
+        let to = session.local_addr();
+        // Waiting out the window is what is being tested.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        ends.drain();
+        let mut frames = Vec::new();
+        for _ in 0..10 {
+            natted.audio(to, 8000).await;
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        for _ in 0..20 {
+            peer.audio(to, 1000).await;
+            natted.audio(to, 8000).await;
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        ends.settle().await;
+        let stats = session.stop().await;
+
+        assert_eq!((stats.n_rejected_source, stats.latched_to), (30, None), "{stats:?}");
+        let (heard_peer, heard_natted) = tally(&frames, 1000, 8000);
+        assert!(heard_peer >= 12 && heard_natted == 0, "peer {heard_peer}, natted {heard_natted} frames");
+        assert_eq!(natted.n_received(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_ssrc_is_taken_only_after_the_old_one_falls_silent() {
+        let policy = RtpPolicy { ssrc_restart_silence: Duration::from_secs(1), ..RtpPolicy::default() };
+        let mut first = Peer::on("127.0.0.1", 0x1111, 0).await;
+        let (session, mut ends) = session_for(first.addr(), policy).await;
+        let to = session.local_addr();
+        // The second stream comes from the same socket (same source), with its own SSRC and
+        // a timestamp half the space away, which only a re-based jitter buffer can play.
+        let mut second = Peer { socket: first.socket.clone(), ssrc: 0x2222, sequence: 0, timestamp: 0x8000_0000 };
+        let mut frames = Vec::new();
+        for _ in 0..20 {
+            first.audio(to, 1000).await;
+            second.audio(to, 8000).await;
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        let (heard_first, heard_second) = tally(&frames, 1000, 8000);
+        assert!(heard_first >= 12 && heard_second == 0, "first {heard_first}, second {heard_second} frames while both send");
+        // The first stream stops; after its silence the second takes over.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        ends.drain();
+        let mut frames = Vec::new();
+        for _ in 0..20 {
+            second.audio(to, 8000).await;
+            frames.push(ends.to_agent.recv().await.unwrap());
+        }
+        ends.settle().await;
+        let stats = session.stop().await;
+
+        assert_eq!((stats.n_rejected_ssrc, stats.n_ssrc_restarts, stats.n_rejected_source), (20, 1, 0), "{stats:?}");
+        let (_, heard_second) = tally(&frames, 1000, 8000);
+        assert!(heard_second >= 12, "the restarted stream is played: {heard_second} frames");
+    }
+
+    #[tokio::test]
+    async fn ports_are_picked_at_random_not_in_turn() {
+        let ports = RtpPorts::new(30_400..=31_399);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(ports.bind(ip).await.unwrap());
+        }
+        let picked: Vec<u16> = held.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        assert!(picked.iter().all(|p| p.is_multiple_of(2) && (30_400..=31_398).contains(p)), "{picked:?}");
+        assert!(picked.windows(2).any(|w| w[1] != w[0] + 2), "not one after the other: {picked:?}");
+        let mut distinct = picked.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), picked.len());
+    }
+
+    #[tokio::test]
+    async fn every_port_is_tried_before_giving_up() {
+        // Three even ports in a row, held here so no one else takes them meanwhile.
+        let (first, mut held) = loop {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = socket.local_addr().unwrap().port();
+            if !port.is_multiple_of(2) || port > 65_000 {
+                continue;
+            }
+            let rest: Vec<_> = [2, 4].iter().filter_map(|d| std::net::UdpSocket::bind(("127.0.0.1", port + d)).ok()).collect();
+            if rest.len() == 2 {
+                let mut all = vec![socket];
+                all.extend(rest);
+                break (port, all);
+            }
+        };
+        let ports = RtpPorts::new(first..=first + 4);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let free = held.remove(1);
+        drop(free);
+        for _ in 0..10 {
+            let socket = ports.bind(ip).await.expect("the one free port is found");
+            assert_eq!(socket.local_addr().unwrap().port(), first + 2);
+        }
+        held.push(std::net::UdpSocket::bind(("127.0.0.1", first + 2)).unwrap());
+        let err = ports.bind(ip).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         sip: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.path().to_owned(),
         bootstrap_api_key: Some(KEY.to_owned()),
-        // Below the ephemeral range (32768+), where free_port() picks ports for sipp.
+        // Below the ephemeral range (32768+), and above 10000-19999 where sipp.rs picks sipp's ports.
         rtp_ports: 20_000..=29_999,
         external_ip: None,
         public_url: None,

@@ -9,4 +9,5 @@ mod hostile_endpoint;
 mod inbound;
 mod outbound;
 mod sipp;
+mod strict_rtp;
 mod tenancy;

@@ -41,51 +41,101 @@ pub struct Sipp {
     pub port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    /// Dropped after `child` (fields drop in order), which is killed on drop.
+    _ports: PortBlock,
 }
 
-/// A port free on 127.0.0.1 for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
-            return port;
+/// sipp's ports come from 10000-19999: below the Linux ephemeral range (32768-60999, where
+/// port-0 binds and outgoing connections land) and clear of the apps' test RTP ranges
+/// (20000-29999, 21000-21999). Each sipp child gets a block of its own.
+const RANGE_START: u16 = 10_000;
+const RANGE_END: u16 = 20_000;
+/// A block: SIP (UDP and TCP) at +0, audio RTP at +2 (RTCP +3 is left alone), video RTP at
+/// +4 (sipp 3.6.1 binds `-mp` and `-mp + 2` and nothing else for media), control at +6, and
+/// +7 held by the test process as the block's lock.
+const BLOCK: u16 = 8;
+
+/// A block of ports held for one sipp (or one `free_port` caller). Disjoint within the process
+/// by an atomic counter; across processes (the `sip`, `pacing` and `webhooks` binaries, or
+/// several checkouts on one machine) by the holder binding the block's last port (+7), which
+/// nothing else in the block uses, until it drops the block or dies. The counter starts at a
+/// quarter of the range per binary, so concurrent binaries rarely even meet on a lock.
+struct PortBlock {
+    base: u16,
+    /// The block's last port, bound for as long as the block is held.
+    _lock: std::net::UdpSocket,
+}
+
+impl PortBlock {
+    fn take() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let blocks = u32::from((RANGE_END - RANGE_START) / BLOCK);
+        let slot = match env!("CARGO_CRATE_NAME") {
+            "sip" => 0,
+            "pacing" => 1,
+            "webhooks" => 2,
+            _ => 3,
+        };
+        for _ in 0..blocks {
+            let index = (slot * blocks / 4 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % blocks;
+            let base = RANGE_START + u16::try_from(index).unwrap() * BLOCK;
+            // Binding is exclusive across processes and undone when the process dies.
+            let Ok(lock) = std::net::UdpSocket::bind(("127.0.0.1", base + 7)) else { continue };
+            // Held by no test of ours; skip it if another program has one of its ports.
+            let bindable = std::net::TcpListener::bind(("127.0.0.1", base)).is_ok()
+                && [0, 2, 4, 6].iter().all(|offset| std::net::UdpSocket::bind(("127.0.0.1", base + offset)).is_ok());
+            if bindable {
+                return Self { base, _lock: lock };
+            }
         }
+        panic!("no free block of {BLOCK} ports left in {RANGE_START}-{RANGE_END}");
     }
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP, and kept from every other caller and sipp
+/// for the rest of this process.
+pub fn free_port() -> u16 {
+    let block = PortBlock::take();
+    let port = block.base;
+    std::mem::forget(block);
+    port
 }
 
 pub fn scenario(name: &str) -> String {
     format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+enum Scenario {
+    File(String),
+    /// A scenario written out for this sipp alone.
+    Text(String),
+}
+
+/// A scenario's text with `replacements` made.
+fn templated(scenario_file: &str, replacements: &[(&str, &str)]) -> Scenario {
+    let mut text = std::fs::read_to_string(scenario(scenario_file)).unwrap();
+    for (from, to) in replacements {
+        text = text.replace(from, to);
+    }
+    Scenario::Text(text)
+}
+
 impl Sipp {
     /// sipp as the trunk (UAS) on a free port of 127.0.0.1.
     pub fn uas(scenario_file: &str, transport: Transport, keys: &[(&str, &str)]) -> Self {
-        Self::start(&scenario(scenario_file), transport, "127.0.0.1", None, keys)
+        Self::start(&Scenario::File(scenario(scenario_file)), transport, "127.0.0.1", None, keys)
     }
 
     /// sipp as the trunk, with `replacements` made in a copy of the scenario first (sipp
     /// checks response codes when it loads a scenario, so they cannot be `-key`s).
     pub fn uas_from_template(scenario_file: &str, transport: Transport, replacements: &[(&str, &str)]) -> Self {
-        let mut text = std::fs::read_to_string(scenario(scenario_file)).unwrap();
-        for (from, to) in replacements {
-            text = text.replace(from, to);
-        }
-        let copy = std::env::temp_dir().join(format!("uponai-{}-{scenario_file}", crate::sipp::free_port()));
-        std::fs::write(&copy, text).unwrap();
-        Self::start(copy.to_str().unwrap(), transport, "127.0.0.1", None, &[])
+        Self::start(&templated(scenario_file, replacements), transport, "127.0.0.1", None, &[])
     }
 
     /// sipp as a trunk answering any number of calls from a scenario template, logging every
     /// message with its receive time; read them with `stop_and_read_invites`.
     pub fn uas_traced(scenario_file: &str, transport: Transport, replacements: &[(&str, &str)]) -> Self {
-        let mut text = std::fs::read_to_string(scenario(scenario_file)).unwrap();
-        for (from, to) in replacements {
-            text = text.replace(from, to);
-        }
-        let copy = std::env::temp_dir().join(format!("uponai-{}-{scenario_file}", crate::sipp::free_port()));
-        std::fs::write(&copy, text).unwrap();
-        Self::start(copy.to_str().unwrap(), transport, "127.0.0.1", None, &[("__traced", "1")])
+        Self::start(&templated(scenario_file, replacements), transport, "127.0.0.1", None, &[("__traced", "1")])
     }
 
     /// Stops a traced sipp; the receive time (seconds) and text of the first INVITE of each
@@ -137,20 +187,28 @@ impl Sipp {
 
     /// sipp as a caller (UAC) from `ip` to `target`, dialing `service`.
     pub fn uac(scenario_file: &str, transport: Transport, ip: &str, target: SocketAddr, service: &str) -> Self {
-        Self::start(&scenario(scenario_file), transport, ip, Some((target, service)), &[])
+        Self::start(&Scenario::File(scenario(scenario_file)), transport, ip, Some((target, service)), &[])
     }
 
-    fn start(scenario_path: &str, transport: Transport, ip: &str, uac: Option<(SocketAddr, &str)>, keys: &[(&str, &str)]) -> Self {
+    fn start(scenario: &Scenario, transport: Transport, ip: &str, uac: Option<(SocketAddr, &str)>, keys: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("sipp.log");
-        let port = free_port();
-        let media_port = free_port();
+        let scenario_path = match scenario {
+            Scenario::File(path) => path.clone(),
+            Scenario::Text(text) => {
+                let copy = dir.path().join("scenario.xml");
+                std::fs::write(&copy, text).unwrap();
+                copy.to_str().unwrap().to_owned()
+            }
+        };
+        let ports = PortBlock::take();
+        let port = ports.base;
         let mut command = Command::new("sipp");
         if let Some((target, _)) = uac {
             command.arg(target.to_string());
         }
         let traced = keys.iter().any(|(k, _)| *k == "__traced");
-        command.args(["-sf", scenario_path, "-i", ip, "-mi", ip, "-nostdin"]);
+        command.args(["-sf", &scenario_path, "-i", ip, "-mi", ip, "-nostdin"]);
         if traced {
             command.arg("-trace_msg").arg("-message_file").arg(dir.path().join("messages.log"));
         } else {
@@ -158,7 +216,7 @@ impl Sipp {
         }
         command
             .args(["-t", transport.sipp_flag(), "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"])
-            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+            .args(["-p", &port.to_string(), "-mp", &(port + 2).to_string(), "-cp", &(port + 6).to_string()])
             .arg("-trace_err")
             .arg("-error_file")
             .arg(dir.path().join("errors.log"))
@@ -175,7 +233,12 @@ impl Sipp {
         }
         let child = command.spawn().expect("sipp is installed (Debian package sip-tester)");
         wait_until_bound(ip, port, transport);
-        Self { child, port, log, _dir: dir }
+        Self { child, port, log, _dir: dir, _ports: ports }
+    }
+
+    /// A file in sipp's working directory (what its scenario's `exec command`s write).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self._dir.path().join(name)
     }
 
     pub fn addr(&self) -> SocketAddr {
