@@ -436,8 +436,17 @@ impl EndpointTask {
             Ok((message, _)) => self.on_message(message, Target { addr: source, transport: TransportKind::Udp }).await,
             Err(err) => {
                 // Keep-alive pings are a bare CRLF pair.
-                if !bytes.iter().all(u8::is_ascii_whitespace) {
-                    tracing::debug!(%source, error = %err, "dropped malformed SIP datagram");
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return;
+                }
+                // A request with enough headers to address an answer gets 400 (505 for another
+                // SIP version), statelessly and no larger than itself; anything else is dropped.
+                match msg::bad_request_response(bytes) {
+                    Some(response) => {
+                        tracing::debug!(%source, error = %err, status = response.status, "answered a malformed SIP request");
+                        self.send_bytes(response.to_bytes(), Target { addr: source, transport: TransportKind::Udp }).await;
+                    }
+                    None => tracing::debug!(%source, error = %err, "dropped malformed SIP datagram"),
                 }
             }
         }
@@ -459,6 +468,14 @@ impl EndpointTask {
     }
 
     async fn on_request(&mut self, request: Request, source: Target, now: Instant) {
+        // A well-formed request we still refuse (an unknown URI scheme: 416) is answered
+        // statelessly before it can start a transaction.
+        if request.method != Method::Ack
+            && let Some(refusal) = msg::check_request(&request)
+        {
+            self.send_bytes(refusal.to_bytes(), source).await;
+            return;
+        }
         let branch = request.branch().map(str::to_owned).unwrap_or_else(|| format!("{}-{}", request.call_id(), request.cseq().0));
         // Without a Via there is nowhere to answer; the source stands in so the key is whole.
         let sent_by = top_via_sent_by(&request).unwrap_or_else(|| source.addr.to_string());
@@ -744,6 +761,9 @@ impl EndpointTask {
                     connection.has_spoken = true;
                 }
                 self.on_message(message, Target { addr: source, transport: TransportKind::Tcp }).await;
+            }
+            TcpEvent::Malformed { response, source } => {
+                self.send_bytes(response.to_bytes(), Target { addr: source, transport: TransportKind::Tcp }).await;
             }
             TcpEvent::Closed { addr, id } => {
                 if self.connections.get(&addr).is_some_and(|c| c.id == id) {

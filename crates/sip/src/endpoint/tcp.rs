@@ -11,7 +11,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::msg::{self, MAX_MESSAGE_BYTES, Message};
+use crate::msg::{self, MAX_MESSAGE_BYTES, Message, Response};
 
 /// Messages queued for one connection's writer; a peer that does not read is dropped when
 /// its queue is full rather than buffered without bound.
@@ -32,6 +32,11 @@ pub(super) enum TcpEvent {
     },
     Message {
         message: Message,
+        source: SocketAddr,
+    },
+    /// A malformed request's answer (400 or 505), sent before its connection closes.
+    Malformed {
+        response: Response,
         source: SocketAddr,
     },
     /// The reader or writer of connection `id` stopped. Only that connection is forgotten:
@@ -155,6 +160,11 @@ async fn read_messages(mut reader: OwnedReadHalf, peer: SocketAddr, idle_timeout
                 }
                 Err(msg::ParseError::Invalid(why)) => {
                     tracing::debug!(%peer, why, "closing TCP connection after a malformed message");
+                    // Answered if it was a request we can address an answer to (RFC 3261
+                    // §16.3 / RFC 4475); the stream cannot be resynchronised, so it closes.
+                    if let Some(response) = msg::bad_request_response(&buf) {
+                        let _ = events.send(TcpEvent::Malformed { response, source: peer }).await;
+                    }
                     return;
                 }
             }

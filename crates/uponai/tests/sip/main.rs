@@ -11,3 +11,4 @@ mod outbound;
 mod sipp;
 mod strict_rtp;
 mod tenancy;
+mod torture;
