@@ -59,7 +59,7 @@ def start_server(workdir, extra_args=()):
     env = dict(os.environ, UPONAI_API_KEY=KEY, RUST_LOG="warn")
     server = subprocess.Popen(
         [os.path.join(ROOT, "target", "release", "uponai"), "serve", "--data-dir", os.path.join(workdir, "data"),
-         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", "20000-39999",
+         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", "20000-39999", "--allow-private-targets",
          *extra_args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in server.stdout:

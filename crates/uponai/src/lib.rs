@@ -7,6 +7,7 @@
 //! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
 //! - `dispatch`: decides when a registered outbound call is dialed.
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
+//! - `egress`: the guard on every address we connect to for a tenant (URLs, trunks).
 //! - `webhooks`: the events of calls' state changes, delivered from the store's outbox.
 //! - `store`: the only SQL.
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod calls;
 pub mod dispatch;
 pub mod domain;
+pub mod egress;
 pub mod store;
 pub mod webhooks;
 

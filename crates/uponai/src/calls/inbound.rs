@@ -42,7 +42,7 @@ pub async fn answer(rt: Arc<CallRuntime>, incoming: Incoming) {
             Err(_) => None,
         };
         let Some((workspace_id, number_row)) = found else { return reject(404, "Not Found").await };
-        let allowed = match trunk::plan(&rt.store, &workspace_id, &number_row).await {
+        let allowed = match trunk::plan(&rt.store, rt.egress, &workspace_id, &number_row).await {
             Ok(plan) => plan.allowed_sources.iter().any(|net| net.contains(incoming.source.addr.ip())),
             Err(_) => false,
         };

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod call;
 pub mod ids;
 pub mod phone;
+pub mod sip_header;
 pub mod time_window;
 pub mod trunk;
 pub mod version;
