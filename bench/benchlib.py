@@ -101,7 +101,7 @@ def start_server(workdir, extra_args=()):
     env = dict(os.environ, UPONAI_API_KEY=KEY, RUST_LOG="warn")
     server = subprocess.Popen(
         [server_binary(), "serve", "--data-dir", os.path.join(workdir, "data"),
-         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", RTP_PORTS,
+         "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}", "--rtp-ports", RTP_PORTS, "--allow-private-targets",
          *extra_args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in server.stdout:

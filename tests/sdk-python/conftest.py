@@ -17,7 +17,7 @@ def server():
     data_dir = tempfile.mkdtemp(prefix="uponai-sdk-")
     env = dict(os.environ, UPONAI_API_KEY=KEY, RUST_LOG="warn")
     proc = subprocess.Popen(
-        [binary, "serve", "--http", "127.0.0.1:0", "--data-dir", data_dir],
+        [binary, "serve", "--http", "127.0.0.1:0", "--data-dir", data_dir, "--allow-private-targets"],
         stdout=subprocess.PIPE, stderr=None, env=env, text=True,
     )
     url = None

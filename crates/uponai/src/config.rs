@@ -43,6 +43,9 @@ pub struct Settings {
     pub inbound_queue: Duration,
     /// How often and how long webhook deliveries are retried.
     pub webhook_retry: RetryPolicy,
+    /// Lets tenants' URLs and trunks point at loopback, private and link-local addresses
+    /// (the egress guard off): for single-tenant installs and tests with local receivers.
+    pub allow_private_targets: bool,
 }
 
 /// One layer of optional settings: the config file's shape (the same names as the flags),
@@ -62,6 +65,7 @@ pub struct FileSettings {
     pub webhook_max_attempts: Option<u32>,
     pub webhook_retry_base_ms: Option<u64>,
     pub webhook_retry_cap_ms: Option<u64>,
+    pub allow_private_targets: Option<bool>,
 }
 
 impl FileSettings {
@@ -116,7 +120,13 @@ impl Settings {
                 overrides.inbound_queue_secs.or(file.inbound_queue_secs).unwrap_or(DEFAULT_INBOUND_QUEUE_SECS),
             ),
             webhook_retry,
+            allow_private_targets: overrides.allow_private_targets.or(file.allow_private_targets).unwrap_or(false),
         })
+    }
+
+    /// The egress guard these settings ask for.
+    pub fn egress(&self) -> crate::egress::Egress {
+        if self.allow_private_targets { crate::egress::Egress::allow_private_targets() } else { crate::egress::Egress::guarded() }
     }
 
     /// The address put in Contact headers and SDP.
@@ -151,6 +161,14 @@ mod tests {
         assert_eq!(parse_port_range("20000-20100").unwrap(), 20000..=20100);
         assert!(parse_port_range("20100-20000").is_err());
         assert!(parse_port_range("abc").is_err());
+    }
+
+    #[test]
+    fn private_targets_are_refused_unless_allowed() {
+        let default = Settings::resolve(Overrides::default(), FileSettings::default()).unwrap();
+        assert!(!default.allow_private_targets);
+        let file: FileSettings = toml::from_str("allow_private_targets = true").unwrap();
+        assert!(Settings::resolve(Overrides::default(), file).unwrap().egress().allows_private());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `dispatch`: decides when a registered outbound call is dialed.
 //! - `admission`: concurrency slots and the CPS pacer (tickets held by call tasks).
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
+//! - `egress`: the guard on every address we connect to for a tenant (URLs, trunks).
 //! - `webhooks`: the events of calls' state changes, delivered from the store's outbox.
 //! - `store`: the only SQL.
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
@@ -22,6 +23,7 @@ pub mod api;
 pub mod calls;
 pub mod dispatch;
 pub mod domain;
+pub mod egress;
 pub mod store;
 pub mod webhooks;
 

@@ -102,6 +102,10 @@ struct ServeArgs {
     /// Longest delay between two webhook attempts [default: 600000].
     #[arg(long, env = "UPONAI_WEBHOOK_RETRY_CAP_MS")]
     webhook_retry_cap_ms: Option<u64>,
+    /// Let webhook, tool and trunk targets be loopback, private or link-local addresses
+    /// (refused by default, so tenants cannot reach this host's network or cloud metadata).
+    #[arg(long, env = "UPONAI_ALLOW_PRIVATE_TARGETS")]
+    allow_private_targets: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 webhook_max_attempts: args.webhook_max_attempts,
                 webhook_retry_base_ms: args.webhook_retry_base_ms,
                 webhook_retry_cap_ms: args.webhook_retry_cap_ms,
+                // Absent means "not given here": the config file may still say true.
+                allow_private_targets: args.allow_private_targets.then_some(true),
             };
             serve(Settings::resolve(overrides, file)?).await
         }

@@ -60,7 +60,8 @@ impl App {
         let base_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
         let recordings_dir = settings.data_dir.join("recordings");
         let recording_links = Arc::new(RecordingLinks::load_or_create(&settings.data_dir, base_url, recordings_dir.clone())?);
-        let webhooks = Webhooks::new(store.clone(), recording_links.clone(), settings.webhook_retry).context("webhook client")?;
+        let webhooks =
+            Webhooks::new(store.clone(), recording_links.clone(), settings.webhook_retry, settings.egress()).context("webhook client")?;
         let runtime = CallRuntime::new(
             store.clone(),
             webhooks,
@@ -72,6 +73,7 @@ impl App {
             recordings_dir,
             settings.no_audio_timeout,
             settings.inbound_queue,
+            settings.egress(),
         );
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })
     }

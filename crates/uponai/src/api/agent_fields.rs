@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::nullable;
-use super::validate::{range_f64, range_i64, url};
+use super::validate::{range_f64, range_i64, target_url, url};
+use crate::egress::Egress;
 
 /// Agent settings. Every field is optional here; create requires `response_engine` and
 /// `voice_id`. Fields not listed are stored and returned as sent.
@@ -211,6 +212,19 @@ impl AgentFields {
                 return Err(ApiError::field("response_engine.version", "must be non-negative"));
             }
             _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl AgentFields {
+    /// Puts the URLs the platform will call through the egress guard (names resolved).
+    pub async fn check_targets(&self, egress: Egress, prefix: &str) -> Result<(), ApiError> {
+        if let Some(Some(raw)) = &self.webhook_url {
+            target_url(egress, &format!("{prefix}webhook_url"), raw, &["http", "https"]).await?;
+        }
+        if let Some(ResponseEngine::CustomLlm { llm_websocket_url }) = &self.response_engine {
+            target_url(egress, &format!("{prefix}response_engine.llm_websocket_url"), llm_websocket_url, &["ws", "wss"]).await?;
         }
         Ok(())
     }

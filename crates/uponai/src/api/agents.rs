@@ -113,8 +113,10 @@ pub(super) fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
     AgentId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("agent {raw}")))
 }
 
-/// Checks the fields that name other objects: the LLM (in this workspace) and the voices.
+/// Checks the fields that name other objects: the LLM (in this workspace), the voices, and
+/// the URLs the platform will call (the egress guard).
 pub(crate) async fn check_references(state: &ApiState, workspace_id: &WorkspaceId, fields: &AgentFields, prefix: &str) -> ApiResult<()> {
+    fields.check_targets(state.calls.egress, prefix).await?;
     if let Some(ResponseEngine::RetellLlm { llm_id, version }) = &fields.response_engine {
         let field = format!("{prefix}response_engine.llm_id");
         let parsed =

@@ -254,16 +254,13 @@ pub fn parse_version(field: &str, raw: Option<&Value>) -> ApiResult<Option<Agent
 /// Custom SIP headers go on the INVITE verbatim, so each is checked here: an `X-` token
 /// name and a value without line breaks (no header injection).
 pub fn check_sip_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
+    use crate::domain::sip_header::{check_header_name, check_header_value};
     for (name, value) in headers {
-        let field = format!("custom_sip_headers.{name}");
-        let is_token =
-            !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
-        if !(name.starts_with("X-") || name.starts_with("x-")) || !is_token || name.len() < 3 {
-            return Err(ApiError::field(field, "header names must start with X- and be a SIP token"));
-        }
-        if value.len() > 1024 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(ApiError::field(field, "values must be at most 1024 bytes with no line breaks"));
-        }
+        // A name with control characters is quoted, so the message cannot carry a line break.
+        let field =
+            if name.chars().any(char::is_control) { format!("custom_sip_headers.{name:?}") } else { format!("custom_sip_headers.{name}") };
+        check_header_name(name).map_err(|problem| ApiError::field(&field, problem))?;
+        check_header_value(value).map_err(|problem| ApiError::field(&field, problem))?;
     }
     Ok(())
 }

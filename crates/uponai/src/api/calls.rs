@@ -72,6 +72,14 @@ pub(super) async fn check_override_references(
     check_references(state, workspace_id, &fields, prefix).await
 }
 
+/// Puts the override LLM's tool URLs through the egress guard.
+pub(super) async fn check_override_llm(state: &ApiState, retell_llm: &Document, prefix: &str) -> ApiResult<()> {
+    if retell_llm.is_empty() {
+        return Ok(());
+    }
+    from_document::<super::llms::LlmFields>(retell_llm)?.check_targets(state.calls.egress, prefix).await
+}
+
 fn parse_override_agent(raw: Option<&str>, field: &str) -> ApiResult<Option<AgentId>> {
     raw.map(|raw| AgentId::parse(raw).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not an agent of this workspace"))))
         .transpose()
@@ -94,6 +102,7 @@ pub async fn create_phone_call(
     }
     let overrides = request.agent_override.unwrap_or_default().parse("agent_override.")?;
     check_override_references(&state, &key.workspace_id, &overrides.agent, "agent_override.agent.").await?;
+    check_override_llm(&state, &overrides.retell_llm, "agent_override.retell_llm.").await?;
     let new_call = NewCall {
         leg: CallLeg::Outbound {
             from_number: request.from_number,
@@ -129,6 +138,7 @@ pub async fn register_phone_call(
     };
     let overrides = request.agent_override.unwrap_or_default().parse("agent_override.")?;
     check_override_references(&state, &key.workspace_id, &overrides.agent, "agent_override.agent.").await?;
+    check_override_llm(&state, &overrides.retell_llm, "agent_override.retell_llm.").await?;
     let new_call = NewCall {
         leg: CallLeg::Registered {
             direction,

@@ -12,9 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Workspace};
 use super::paging::{ListQuery, Paginated};
-use super::validate::{from_document, merged, range_f64, range_i64, to_document, url};
+use super::validate::{from_document, merged, range_f64, range_i64, target_url, to_document, url};
 use super::{ApiState, VersionQuery, nullable};
 use crate::domain::LlmId;
+use crate::egress::Egress;
 use crate::store::{AGENTS, LLMS, VersionRow};
 
 /// The configuration of a Retell LLM, as created and updated. Fields not listed here are
@@ -145,6 +146,23 @@ impl LlmFields {
         self
     }
 
+    /// Puts custom tools' URLs through the egress guard (names resolved).
+    pub async fn check_targets(&self, egress: Egress, prefix: &str) -> Result<(), ApiError> {
+        let states = self.states.clone().flatten().unwrap_or_default();
+        let lists = std::iter::once(("general_tools".to_owned(), self.general_tools.clone().flatten()))
+            .chain(states.into_iter().enumerate().map(|(i, state)| (format!("states[{i}].tools"), state.tools)));
+        for (field, tools) in lists {
+            for (i, tool) in tools.unwrap_or_default().iter().enumerate() {
+                if tool.get("type").and_then(Value::as_str) == Some("custom")
+                    && let Some(raw) = tool.get("url").and_then(Value::as_str)
+                {
+                    target_url(egress, &format!("{prefix}{field}[{i}].url"), raw, &["http", "https"]).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a complete configuration (after an update is merged in).
     pub fn validate(&self) -> Result<(), ApiError> {
         range_f64("model_temperature", self.model_temperature, 0.0, 1.0)?;
@@ -243,6 +261,7 @@ pub async fn create_llm(
 ) -> ApiResult<(StatusCode, Json<LlmResponse>)> {
     let fields = fields.without_unknown();
     fields.validate()?;
+    fields.check_targets(state.calls.egress, "").await?;
     let llm_id = LlmId::generate();
     let row = state
         .store
@@ -286,7 +305,9 @@ pub async fn update_llm(
     let llm_id = parse_llm_id(&llm_id)?;
     let not_found = |err| ApiError::from_store(err, format!("retell llm {llm_id}"));
     let selector = query.parse()?;
-    let patch = to_document(&fields.without_unknown())?;
+    let fields = fields.without_unknown();
+    fields.check_targets(state.calls.egress, "").await?;
+    let patch = to_document(&fields)?;
     let current = state.store.get_versioned(LLMS, &key.workspace_id, llm_id.as_str(), selector).await.map_err(not_found)?;
     from_document::<LlmFields>(&merged(&current.document, &patch))
         .map_err(|_| ApiError::BadRequest("the update does not combine into a valid configuration".into()))?

@@ -11,10 +11,10 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Workspace};
 use super::paging::{ListQuery, Paginated};
-use super::validate::{from_document, to_document, url};
+use super::validate::{from_document, target_url, to_document};
 use super::workspace::{Provider, provider_trunk};
 use super::{ApiState, nullable};
-use crate::domain::{AgentVersionRef, AgentWeights, E164, TerminationUri, Transport, WorkspaceId};
+use crate::domain::{AgentVersionRef, AgentWeights, E164, TerminationUri, Transport, WorkspaceId, sip_header};
 use crate::store::{AGENTS, NumberRow, PasswordChange};
 
 /// The body of import, create and update. Which fields apply where is said on each; the
@@ -240,6 +240,22 @@ fn check_transport(raw: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::field("transport", format!("{raw:?} must be TLS, TCP or UDP")))
 }
 
+/// A trunk's termination URI: its syntax, and its host through the egress guard (a SIP
+/// trunk may be private or loopback, not link-local).
+pub(super) async fn check_termination_uri(state: &ApiState, field: &str, raw: &str) -> ApiResult<TerminationUri> {
+    let uri = TerminationUri::parse(raw).map_err(|err| ApiError::field(field, err))?;
+    state.calls.egress.check_sip_host(uri.host(), uri.port().unwrap_or(5060)).await.map_err(|refused| ApiError::field(field, refused))?;
+    Ok(uri)
+}
+
+/// A trunk username or password, when given.
+pub(super) fn check_credential(field: &str, value: Option<&str>, check: fn(&str) -> Result<(), &'static str>) -> ApiResult<()> {
+    match value {
+        Some(raw) => check(raw).map_err(|problem| ApiError::field(field, problem)),
+        None => Ok(()),
+    }
+}
+
 /// Applies the fields shared by every endpoint to `settings`.
 async fn apply_common(
     state: &ApiState,
@@ -314,7 +330,7 @@ async fn apply_common(
     ] {
         if let Some(value) = value {
             if let Some(raw) = value {
-                url(field, raw, &["http", "https"])?;
+                target_url(state.calls.egress, field, raw, &["http", "https"]).await?;
             }
             *target = value.clone();
         }
@@ -367,7 +383,9 @@ pub async fn import_number(
         E164::parse(raw_number).map_err(|err| ApiError::field("phone_number", err))?.as_str().to_owned()
     };
     let termination_uri = request.termination_uri.as_deref().ok_or_else(|| ApiError::field("termination_uri", "is required"))?;
-    TerminationUri::parse(termination_uri).map_err(|err| ApiError::field("termination_uri", err))?;
+    check_termination_uri(&state, "termination_uri", termination_uri).await?;
+    check_credential("sip_trunk_auth_username", request.sip_trunk_auth_username.as_deref(), sip_header::check_username)?;
+    check_credential("sip_trunk_auth_password", request.sip_trunk_auth_password.as_deref(), sip_header::check_password)?;
     let transport = match request.transport.clone().flatten() {
         Some(raw) => check_transport(&raw)?,
         None => Transport::Tcp.as_str().to_owned(),
@@ -479,9 +497,11 @@ pub async fn update_number(
     }
     if let Some(trunk) = settings.sip_outbound_trunk_config.as_mut() {
         if let Some(uri) = &request.termination_uri {
-            TerminationUri::parse(uri).map_err(|err| ApiError::field("termination_uri", err))?;
+            check_termination_uri(&state, "termination_uri", uri).await?;
             trunk.termination_uri = Some(uri.clone());
         }
+        check_credential("auth_username", request.auth_username.clone().flatten().as_deref(), sip_header::check_username)?;
+        check_credential("auth_password", request.auth_password.clone().flatten().as_deref(), sip_header::check_password)?;
         if let Some(username) = &request.auth_username {
             trunk.auth_username = username.clone();
         }

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::egress::Egress;
 use crate::store::Document;
 
 pub fn range_f64(field: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
@@ -27,6 +28,14 @@ pub fn url(field: &str, raw: &str, schemes: &[&str]) -> Result<url::Url, ApiErro
     if !schemes.contains(&parsed.scheme()) || parsed.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::field(field, format!("{raw:?} must be an absolute {} URL", schemes.join(" or "))));
     }
+    Ok(parsed)
+}
+
+/// A URL the platform will call for the tenant: `url`'s checks, then the egress guard
+/// (`field: refused target: … is a loopback address`).
+pub async fn target_url(egress: Egress, field: &str, raw: &str, schemes: &[&str]) -> Result<url::Url, ApiError> {
+    let parsed = url(field, raw, schemes)?;
+    egress.check_url(&parsed).await.map_err(|refused| ApiError::field(field, refused))?;
     Ok(parsed)
 }
 

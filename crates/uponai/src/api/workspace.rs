@@ -10,7 +10,7 @@ use super::extract::{ApiJson, Workspace};
 use super::validate::{from_document, to_document};
 use super::{ApiState, nullable};
 use crate::domain::limits::{CpsProvider, DEFAULT_CONCURRENCY, Limits, MAX_CONCURRENCY};
-use crate::domain::{TerminationUri, Transport, WorkspaceId};
+use crate::domain::{Transport, WorkspaceId, sip_header};
 
 /// The providers whose numbers ride a workspace-wide trunk.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
@@ -182,8 +182,11 @@ async fn load(state: &ApiState, workspace_id: &WorkspaceId) -> ApiResult<Workspa
     from_document(&document)
 }
 
-fn check_trunk(field: &str, trunk: &ProviderTrunk) -> ApiResult<ProviderTrunk> {
-    TerminationUri::parse(&trunk.termination_uri).map_err(|err| ApiError::field(format!("{field}.termination_uri"), err))?;
+async fn check_trunk(state: &ApiState, field: &str, trunk: &ProviderTrunk) -> ApiResult<ProviderTrunk> {
+    super::numbers::check_termination_uri(state, &format!("{field}.termination_uri"), &trunk.termination_uri).await?;
+    let credential = super::numbers::check_credential;
+    credential(&format!("{field}.auth_username"), trunk.auth_username.as_deref(), sip_header::check_username)?;
+    credential(&format!("{field}.auth_password"), trunk.auth_password.as_deref(), sip_header::check_password)?;
     let transport = match &trunk.transport {
         None => None,
         Some(raw) => Some(
@@ -271,10 +274,16 @@ pub async fn update_settings(
 ) -> ApiResult<Json<WorkspaceSettingsResponse>> {
     let mut settings = load(&state, &key.workspace_id).await?;
     if let Some(trunk) = update.twilio_trunk {
-        settings.twilio_trunk = trunk.map(|t| check_trunk("twilio_trunk", &t)).transpose()?;
+        settings.twilio_trunk = match trunk {
+            Some(trunk) => Some(check_trunk(&state, "twilio_trunk", &trunk).await?),
+            None => None,
+        };
     }
     if let Some(trunk) = update.telnyx_trunk {
-        settings.telnyx_trunk = trunk.map(|t| check_trunk("telnyx_trunk", &t)).transpose()?;
+        settings.telnyx_trunk = match trunk {
+            Some(trunk) => Some(check_trunk(&state, "telnyx_trunk", &trunk).await?),
+            None => None,
+        };
     }
     if let Some(cps) = update.cps_config {
         let current = settings.cps_config.unwrap_or_default();
@@ -289,7 +298,7 @@ pub async fn update_settings(
     }
     if let Some(webhook_url) = update.webhook_url {
         if let Some(raw) = &webhook_url {
-            super::validate::url("webhook_url", raw, &["http", "https"])?;
+            super::validate::target_url(state.calls.egress, "webhook_url", raw, &["http", "https"]).await?;
         }
         settings.webhook_url = webhook_url;
     }

@@ -126,7 +126,7 @@ async fn dialed_number(rt: &Arc<CallRuntime>, user: &str, source: std::net::IpAd
     }
     let mut admitted = Vec::new();
     for (workspace_id, number) in candidates {
-        if let Ok(plan) = trunk::plan(&rt.store, &workspace_id, &number).await
+        if let Ok(plan) = trunk::plan(&rt.store, rt.egress, &workspace_id, &number).await
             && plan.allowed_sources.iter().any(|net| net.contains(source))
         {
             admitted.push((workspace_id, number));

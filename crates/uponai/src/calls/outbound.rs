@@ -17,7 +17,7 @@ use super::runtime::CallRuntime;
 use super::talk::{Leg, talk};
 use super::trunk::{self, DialPlan};
 use crate::admission::Ticket;
-use crate::domain::{DisconnectionReason, Termination, WorkspaceId, now_ms};
+use crate::domain::{DisconnectionReason, Termination, WorkspaceId, now_ms, sip_header};
 use crate::store::{CallRow, Document};
 
 /// Default and bounds of `ring_duration_ms`.
@@ -51,7 +51,7 @@ async fn dial(
             return failed(DialFailure::NoRoute);
         }
     };
-    let plan = match trunk::plan(&rt.store, workspace_id, &number).await {
+    let plan = match trunk::plan(&rt.store, rt.egress, workspace_id, &number).await {
         Ok(plan) => plan,
         Err(err) => {
             tracing::warn!(call_id = %call.call_id, error = %err, "cannot dial");
@@ -209,18 +209,35 @@ fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &s
     headers.push("Contact", format!("<sip:{}@{}:{}{transport_param}>", call.from_number, rt.advertised_ip, local.port()));
     headers.push("User-Agent", "uponai");
     headers.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
-    for (name, value) in &plan.provider_headers {
-        headers.push(name.clone(), value.clone());
-    }
-    if let Some(custom) = call.document.get("custom_sip_headers").and_then(Value::as_object) {
-        for (name, value) in custom {
-            if let Some(value) = value.as_str() {
-                headers.push(name.clone(), value);
-            }
-        }
+    for (name, value) in extra_headers(&plan.provider_headers, &call.document) {
+        headers.push(name, value);
     }
     headers.push("Content-Type", "application/sdp");
     Request { method: Method::Invite, uri, headers, body: sdp_offer.as_bytes().to_vec() }
+}
+
+/// The provider's preset headers and the call's `custom_sip_headers`. They were checked at
+/// the API edge; they are checked again so that a row written any other way (an older
+/// version, a hand edit) cannot put a line break on the wire: an unsafe one is dropped.
+fn extra_headers<'a>(provider: &'a [(String, String)], document: &'a Document) -> Vec<(&'a str, &'a str)> {
+    let custom = document
+        .get("custom_sip_headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.as_str(), value.as_str()?)));
+    provider
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .chain(custom)
+        .filter(|(name, value)| {
+            let safe = sip_header::check_header_name(name).is_ok() && sip_header::check_header_value(value).is_ok();
+            if !safe {
+                tracing::warn!(header = ?name, "header dropped: not a safe SIP header");
+            }
+            safe
+        })
+        .collect()
 }
 
 /// The INVITE again with the digest answer, a new branch and the next CSeq.
@@ -279,5 +296,32 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_value_with_crlf_never_reaches_the_wire() {
+        let document: Document = serde_json::from_value(json!({"custom_sip_headers": {
+            "X-Evil": "a\r\nVia: SIP/2.0/UDP attacker.example",
+            "X-Nul": "a\u{0}b",
+            "Bad Name": "x",
+            "X-Good": "kept",
+        }}))
+        .unwrap();
+        let provider = vec![("X-Telnyx-Username".to_owned(), "alice\r\nX-Injected: 1".to_owned())];
+        let mut headers = Headers::new();
+        for (name, value) in extra_headers(&provider, &document) {
+            headers.push(name, value);
+        }
+        let invite = Request { method: Method::Invite, uri: "sip:+12125550123@t.example.com".into(), headers, body: Vec::new() };
+        let wire = String::from_utf8(invite.to_bytes()).unwrap();
+        assert!(wire.contains("X-Good: kept\r\n"), "{wire}");
+        for injected in ["attacker.example", "X-Injected", "X-Evil", "X-Nul", "Bad Name"] {
+            assert!(!wire.contains(injected), "{injected} reached the wire: {wire:?}");
+        }
     }
 }

@@ -32,6 +32,8 @@ pub struct CallRuntime {
     pub no_audio_timeout: Duration,
     /// How long an inbound call at the concurrency limit rings waiting for a slot.
     pub inbound_queue: Duration,
+    /// Which trunk addresses may be dialed (and, for the API, which URLs may be saved).
+    pub egress: crate::egress::Egress,
     /// Cancelled on shutdown: every call task hangs up and ends its call.
     pub shutdown: CancellationToken,
     /// Every call task, so shutdown can wait for them to finish writing their ends.
@@ -82,6 +84,7 @@ impl CallRuntime {
         recordings_dir: PathBuf,
         no_audio_timeout: Duration,
         inbound_queue: Duration,
+        egress: crate::egress::Egress,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -94,6 +97,7 @@ impl CallRuntime {
             recordings_dir,
             no_audio_timeout,
             inbound_queue,
+            egress,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             dialogs: Mutex::new(HashMap::new()),

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sip::endpoint::{Target, TransportKind};
 
 use crate::domain::{TerminationUri, Transport, WorkspaceId};
+use crate::egress::Egress;
 use crate::store::{Document, NumberRow, Store};
 
 /// Everything needed to send an INVITE for one number.
@@ -33,6 +34,8 @@ pub enum PlanError {
     Unresolvable(String),
     #[error("TLS transport is not supported yet")]
     TlsUnsupported,
+    #[error("{0}")]
+    Refused(crate::egress::Refused),
 }
 
 /// An IP network (a single address is a /32 or /128).
@@ -130,7 +133,9 @@ async fn trunk_settings(store: &Store, workspace_id: &WorkspaceId, number: &Numb
 }
 
 /// Resolves the dial plan of `number` (DNS included).
-pub async fn plan(store: &Store, workspace_id: &WorkspaceId, number: &NumberRow) -> Result<DialPlan, PlanError> {
+/// The trunk's address passes the egress guard (checked again here: DNS may have changed
+/// since the URI was saved).
+pub async fn plan(store: &Store, egress: Egress, workspace_id: &WorkspaceId, number: &NumberRow) -> Result<DialPlan, PlanError> {
     let settings = trunk_settings(store, workspace_id, number).await?;
     let uri = TerminationUri::parse(&settings.termination_uri).map_err(|err| PlanError::NoTrunk(err.to_string()))?;
     let transport =
@@ -143,6 +148,7 @@ pub async fn plan(store: &Store, workspace_id: &WorkspaceId, number: &NumberRow)
     let port = uri.port().unwrap_or(5060);
     let host = uri.host().trim_start_matches('[').trim_end_matches(']').to_owned();
     let addr = resolve(&host, port).await.ok_or_else(|| PlanError::Unresolvable(host.clone()))?;
+    egress.check_sip_ip(addr.ip()).map_err(|reason| PlanError::Refused(crate::egress::Refused { host: host.clone(), reason }))?;
     let uri_host = match uri.port() {
         Some(port) => format!("{}:{port}", uri.host()),
         None => uri.host().to_owned(),

@@ -9,6 +9,7 @@ pub mod call;
 pub mod ids;
 pub mod limits;
 pub mod phone;
+pub mod sip_header;
 pub mod time_window;
 pub mod trunk;
 pub mod version;

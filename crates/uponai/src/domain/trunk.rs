@@ -39,6 +39,9 @@ pub struct TerminationUri {
     transport: Option<Transport>,
 }
 
+/// Longest termination URI accepted.
+const MAX_LEN: usize = 512;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0:?} is not a termination URI (expected host, host:port or sip:host[:port][;transport=udp|tcp|tls])")]
 pub struct TerminationUriError(String);
@@ -46,7 +49,11 @@ pub struct TerminationUriError(String);
 impl TerminationUri {
     pub fn parse(raw: &str) -> Result<Self, TerminationUriError> {
         let bad = || TerminationUriError(raw.to_owned());
-        let lower = raw.trim().to_ascii_lowercase();
+        // Nothing that could close a header field or a name-addr, however it is printed.
+        if raw.len() > MAX_LEN || raw.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"')) {
+            return Err(bad());
+        }
+        let lower = raw.to_ascii_lowercase();
         let (secure, rest) = if let Some(rest) = lower.strip_prefix("sips:") {
             (true, rest)
         } else if let Some(rest) = lower.strip_prefix("sip:") {
@@ -140,7 +147,24 @@ mod tests {
 
     #[test]
     fn junk_is_refused() {
-        for raw in ["", "sip:", "host:0", "host:99999", "ho st", "sip:a;transport=sctp", "http://x/y", "a..b"] {
+        let long = format!("sip:{}.example.com", "a".repeat(520));
+        for raw in [
+            "",
+            "sip:",
+            "host:0",
+            "host:99999",
+            "ho st",
+            "sip:a;transport=sctp",
+            "http://x/y",
+            "a..b",
+            " t.example.com",
+            "t.example.com\r\nVia: x",
+            "sip:t.example.com;x=\"y\"",
+            "sip:t.example.com;x=<y>",
+            "sip:u\u{0}@t.example.com",
+            "sip:t.example.com\t",
+            &long,
+        ] {
             assert!(TerminationUri::parse(raw).is_err(), "{raw:?} should be refused");
         }
     }

@@ -133,18 +133,24 @@ impl Store {
         Ok(())
     }
 
-    /// Cross-workspace sweep for the deliverer: pending events of every workspace due at
-    /// `now_ms` that are the oldest pending event of their call, soonest first. Each names
-    /// its workspace (`WebhookRow::workspace_id`), which signs it and records its attempt.
-    pub async fn due_webhooks_any_workspace(&self, now_ms: i64, limit: i64) -> Result<Vec<WebhookRow>, StoreError> {
+    /// Cross-workspace sweep for the deliverer: pending events of every workspace due at `now_ms` that are the oldest pending event of their call,
+    /// soonest first, at most `per_workspace` of each workspace (so one workspace's backlog
+    /// cannot fill the read) and `limit` in all. Each names its workspace
+    /// (`WebhookRow::workspace_id`), which signs it and records its attempt.
+    pub async fn due_webhooks_any_workspace(&self, now_ms: i64, per_workspace: i64, limit: i64) -> Result<Vec<WebhookRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhook_events e
-             WHERE e.state = 'pending' AND e.next_attempt_at <= $1
-               AND NOT EXISTS (SELECT 1 FROM webhook_events p
-                               WHERE p.workspace_id = e.workspace_id AND p.call_id = e.call_id AND p.state = 'pending' AND p.created_at < e.created_at)
-             ORDER BY e.next_attempt_at, e.created_at LIMIT $2"
+            "SELECT {WEBHOOK_COLUMNS} FROM (
+                 SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.workspace_id ORDER BY e.next_attempt_at, e.created_at) AS nth
+                 FROM webhook_events e
+                 WHERE e.state = 'pending' AND e.next_attempt_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM webhook_events p
+                                   WHERE p.workspace_id = e.workspace_id AND p.call_id = e.call_id AND p.state = 'pending' AND p.created_at < e.created_at)
+             ) due
+             WHERE nth <= $2
+             ORDER BY next_attempt_at, created_at LIMIT $3"
         ))
         .bind(now_ms)
+        .bind(per_workspace)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -2,8 +2,14 @@
 //! events one after another (the store only ever hands out the oldest pending event of a
 //! call). Every attempt has the target's timeout; its result and the event's next state are
 //! recorded together, so a crash before that sends the event again: at least once.
+//!
+//! Slots are shared fairly: at most `MAX_IN_FLIGHT_PER_WORKSPACE` of the `MAX_IN_FLIGHT`
+//! go to one workspace, so a workspace whose receiver never answers holds only its own
+//! slots until its attempts time out, and the others' events go on. What an attempt
+//! records is what a tenant may read (`list-call-webhooks`): which class of failure, never
+//! the operating system's error, so the log is no port-scanning oracle.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use super::Webhooks;
 use super::sign::{SIGNATURE_HEADER, signature};
-use crate::domain::{EventId, now_ms};
+use crate::domain::{EventId, WorkspaceId, now_ms};
+use crate::egress::Refused;
 use crate::store::{AfterAttempt, AttemptRecord, StoreError, WebhookRow};
 
 /// Carries the event's id, the same on every attempt, for receivers to de-duplicate.
@@ -27,6 +34,8 @@ const ATTEMPT_HEADER: &str = "x-uponai-delivery-attempt";
 pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Attempts in flight at once, across all targets.
 const MAX_IN_FLIGHT: usize = 32;
+/// Attempts in flight at once for one workspace.
+const MAX_IN_FLIGHT_PER_WORKSPACE: usize = 8;
 
 pub struct Deliverer {
     webhooks: Arc<Webhooks>,
@@ -43,6 +52,8 @@ pub struct Deliverer {
 struct Flights {
     running: HashSet<EventId>,
     finished_since_read: HashSet<EventId>,
+    /// Attempts running per workspace; a workspace at the cap starts no more.
+    per_workspace: HashMap<WorkspaceId, usize>,
 }
 
 /// Moves an event from running to finished when its attempt task ends (after the attempt
@@ -50,6 +61,7 @@ struct Flights {
 struct InFlight {
     flights: Arc<Mutex<Flights>>,
     event_id: EventId,
+    workspace_id: WorkspaceId,
 }
 
 impl Drop for InFlight {
@@ -57,6 +69,12 @@ impl Drop for InFlight {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         flights.running.remove(&self.event_id);
         flights.finished_since_read.insert(self.event_id.clone());
+        if let Some(count) = flights.per_workspace.get_mut(&self.workspace_id) {
+            *count -= 1;
+            if *count == 0 {
+                flights.per_workspace.remove(&self.workspace_id);
+            }
+        }
     }
 }
 
@@ -78,17 +96,31 @@ impl Deliverer {
             flights.finished_since_read.clear();
             flights.running.len()
         };
-        let due = self.webhooks.store.due_webhooks_any_workspace(now_ms, i64::try_from(free + busy).unwrap_or(i64::MAX)).await?;
+        // A workspace's rows in the read are at most the cap, of which its running attempts
+        // and those it has no slot for are at most twice what runs: reading that many more
+        // than there are free slots finds every startable event.
+        let per_workspace = i64::try_from(MAX_IN_FLIGHT_PER_WORKSPACE).unwrap_or(i64::MAX);
+        let due = self
+            .webhooks
+            .store
+            .due_webhooks_any_workspace(now_ms, per_workspace, i64::try_from(free + 2 * busy).unwrap_or(i64::MAX))
+            .await?;
         let mut started = 0;
         for event in due {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
             {
                 let mut flights = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if flights.finished_since_read.contains(&event.event_id) || !flights.running.insert(event.event_id.clone()) {
+                let workspace_busy = flights.per_workspace.get(&event.workspace_id).copied().unwrap_or(0);
+                if workspace_busy >= MAX_IN_FLIGHT_PER_WORKSPACE
+                    || flights.finished_since_read.contains(&event.event_id)
+                    || !flights.running.insert(event.event_id.clone())
+                {
                     continue;
                 }
+                *flights.per_workspace.entry(event.workspace_id.clone()).or_default() += 1;
             }
-            let guard = InFlight { flights: self.in_flight.clone(), event_id: event.event_id.clone() };
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+            let guard =
+                InFlight { flights: self.in_flight.clone(), event_id: event.event_id.clone(), workspace_id: event.workspace_id.clone() };
             let webhooks = self.webhooks.clone();
             self.tracker.spawn(async move {
                 let _permit = permit;
@@ -138,14 +170,21 @@ async fn attempt(webhooks: &Webhooks, event: &WebhookRow) -> Option<AttemptRecor
         Some(key) => request = request.header(SIGNATURE_HEADER, signature(&event.body, key, now_ms())),
         None => tracing::warn!(workspace_id = %event.workspace_id, "workspace has no webhook key: sending unsigned"),
     }
-    let result = request.body(event.body.clone()).send().await;
+    // The URL was checked when saved; checked again here because its variables were filled
+    // since, and an IP-literal host never reaches the client's guarded resolver.
+    let refused = match url::Url::parse(&event.url) {
+        Ok(url) => webhooks.egress.check_literal(&url).err(),
+        Err(_) => None,
+    };
+    let result = match refused {
+        Some(refused) => Err(Failure::Refused(refused)),
+        None => request.body(event.body.clone()).send().await.map_err(Failure::Http),
+    };
     let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
     let (status_code, error) = match result {
         Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
         Ok(response) => (Some(response.status().as_u16()), Some(format!("answered {}", response.status()))),
-        Err(err) if err.is_timeout() => (None, Some(format!("no answer within {} ms", event.timeout_ms))),
-        Err(err) if err.is_connect() => (None, Some(format!("could not connect: {}", root_cause(&err)))),
-        Err(err) => (None, Some(root_cause(&err))),
+        Err(failure) => (None, Some(failure.describe(event))),
     };
     let series = u32::try_from(event.series_attempts + 1).unwrap_or(u32::MAX);
     let next = if error.is_none() {
@@ -169,6 +208,49 @@ async fn attempt(webhooks: &Webhooks, event: &WebhookRow) -> Option<AttemptRecor
         }
     }
     Some(AttemptRecord { event_id: event.event_id.clone(), started_at, duration_ms, status_code, error, next })
+}
+
+/// Why an attempt got no answer.
+enum Failure {
+    /// The egress guard stopped it before anything was sent.
+    Refused(Refused),
+    Http(reqwest::Error),
+}
+
+impl Failure {
+    /// The text recorded for the tenant: the class of failure only. The cause chain (the
+    /// OS's "connection refused" or "timed out", a TLS alert) would tell open ports from
+    /// closed ones, so it goes to the operator's log instead.
+    fn describe(&self, event: &WebhookRow) -> String {
+        let err = match self {
+            Self::Refused(refused) => return refused.to_string(),
+            Self::Http(err) => err,
+        };
+        if let Some(refused) = find_cause::<Refused>(err) {
+            return refused.to_string();
+        }
+        tracing::debug!(event_id = %event.event_id, error = %root_cause(err), "webhook attempt failed");
+        if err.is_timeout() {
+            format!("no answer within {} ms", event.timeout_ms)
+        } else if err.is_connect() {
+            "could not connect".to_owned()
+        } else if err.is_builder() {
+            "not a usable URL".to_owned()
+        } else {
+            "the connection failed before an answer".to_owned()
+        }
+    }
+}
+
+fn find_cause<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(found) = current.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// The innermost error's message: reqwest's own top level only says "error sending request".

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::RecordingLinks;
 use crate::domain::WorkspaceId;
+use crate::egress::Egress;
 use crate::store::Store;
 
 pub use deliver::{Deliverer, EVENT_ID_HEADER};
@@ -27,6 +28,8 @@ pub struct Webhooks {
     store: Arc<Store>,
     links: Arc<RecordingLinks>,
     policy: RetryPolicy,
+    /// Checks literal-IP targets before each attempt; the client's resolver checks names.
+    egress: Egress,
     client: reqwest::Client,
     /// Woken when events were queued or a delivery finished, so the next event of a call
     /// does not wait for the next poll.
@@ -34,13 +37,10 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<Store>, links: Arc<RecordingLinks>, policy: RetryPolicy) -> anyhow::Result<Arc<Self>> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("uponai-webhooks/", env!("CARGO_PKG_VERSION")))
-            // A redirect is a misconfigured target: shown in the delivery log, not followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Arc::new(Self { store, links, policy, client, wake: tokio::sync::Notify::new() }))
+    pub fn new(store: Arc<Store>, links: Arc<RecordingLinks>, policy: RetryPolicy, egress: Egress) -> anyhow::Result<Arc<Self>> {
+        // A redirect is a misconfigured target: shown in the delivery log, not followed.
+        let client = egress.http_client(concat!("uponai-webhooks/", env!("CARGO_PKG_VERSION")))?;
+        Ok(Arc::new(Self { store, links, policy, egress, client, wake: tokio::sync::Notify::new() }))
     }
 
     /// A planner for one state change of one of the workspace's calls. Settings that cannot

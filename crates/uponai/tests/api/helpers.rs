@@ -54,6 +54,8 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
             base: std::time::Duration::from_millis(200),
             cap: std::time::Duration::from_millis(1000),
         },
+        // Receivers and trunks of the tests are on 127.0.0.1; the guard's own tests turn it on.
+        allow_private_targets: true,
         // Tests place many calls at once; the default CPS of 1 is raised per test where
         // pacing is what is being tested.
     };
@@ -199,7 +201,7 @@ impl ServerProcess {
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
-            .args(["serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0", "--rtp-ports", "21000-21999"])
+            .args(["serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0", "--rtp-ports", "21000-21999", "--allow-private-targets"])
             .args(extra_args)
             .arg("--data-dir")
             .arg(data_dir)

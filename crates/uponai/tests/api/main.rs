@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod batches;
 mod calls;
+mod egress;
 mod helpers;
 mod limits;
 mod llms;

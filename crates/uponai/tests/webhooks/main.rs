@@ -4,6 +4,7 @@
 //! which a real HTTP receiver takes, refuses, answers slowly or is not there for.
 
 mod delivery;
+mod guard;
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod receiver;
