@@ -98,7 +98,16 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Returns when the INVITE may leave, and records that it leaves now.
+    /// Returns when the call's send slot has come (without recording a send): the caller
+    /// does its slow preparation (the store claim) and then asks `invite_may_leave`.
+    pub async fn slot_reached(&self) {
+        if let Some(admission) = &self.admission {
+            tokio::time::sleep_until(admission.slot().into()).await;
+        }
+    }
+
+    /// Returns when the INVITE may leave, and records that it leaves now: ask it right before
+    /// the INVITE is handed to the wire, so the pacer's window holds real send times.
     pub async fn invite_may_leave(&mut self) {
         let Some(admission) = self.admission.take() else { return };
         loop {

@@ -104,6 +104,13 @@ impl Pacer {
         }
         let window = self.trunks.entry(admission.trunk.clone()).or_default();
         window.prune(now);
+        // A send that was held up (its claim waited on the disk) must not leave right on the
+        // heels of the one before: at least half a spacing apart, whatever the slots said.
+        if let Some(last) = window.sent.back()
+            && now < *last + spacing(cps) / 2
+        {
+            return Err(*last + spacing(cps) / 2);
+        }
         let cps = cps.max(1) as usize;
         if window.sent.len() < cps {
             window.sent.push_back(now);

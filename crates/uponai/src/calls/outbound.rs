@@ -84,9 +84,11 @@ async fn dial(
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_RING_MS);
     // The pacer decides the moment the INVITE leaves; ringing is timed from then. The claim
-    // in the store is made at that moment: a call is dialed at most once, ever.
+    // in the store is made when the call's slot comes (a call is dialed at most once, ever),
+    // and the send is recorded with the pacer only after it: a durable commit can take
+    // milliseconds, and the pacer's window must hold the times INVITEs really left.
     tokio::select! {
-        () = ticket.invite_may_leave() => {}
+        () = ticket.slot_reached() => {}
         () = stop_requested(rt, hangup) => {
             return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
         }
@@ -99,6 +101,7 @@ async fn dial(
             return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     }
+    ticket.invite_may_leave().await;
     let ring_deadline = Instant::now() + Duration::from_millis(ring_ms);
     let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
     let (mut answered_challenge, mut got_provisional) = (false, false);
