@@ -28,6 +28,7 @@ LAYERS = [
     ["webhooks"],
     ["view"],
     ["store"],
+    ["egress"],
     ["domain"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}

@@ -10,6 +10,7 @@
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
 //! - `egress`: the guard on every address we connect to for a tenant (URLs, trunks).
 //! - `webhooks`: the events of calls' state changes, delivered from the store's outbox.
+//! - `view`: the call object on the wire, shared by `api` and `webhooks`.
 //! - `store`: the only SQL.
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
 
@@ -25,6 +26,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod egress;
 pub mod store;
+pub mod view;
 pub mod webhooks;
 
 pub use startup::App;

@@ -8,11 +8,12 @@ use anyhow::Context;
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState, RecordingLinks};
+use crate::api::{self, ApiState};
 use crate::calls::CallRuntime;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
+use crate::view::RecordingLinks;
 use crate::webhooks::Webhooks;
 
 pub struct App {

@@ -14,8 +14,7 @@ use super::ApiState;
 use super::agents::check_references;
 use super::call_filter::CallFilter;
 use super::call_view::{
-    CallResponse, CreatePhoneCallRequest, RegisterPhoneCallRequest, UpdateCallRequest, check_idempotency_key, check_sip_headers,
-    parse_version,
+    CreatePhoneCallRequest, RegisterPhoneCallRequest, UpdateCallRequest, check_idempotency_key, check_sip_headers, parse_version,
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
@@ -27,6 +26,7 @@ use crate::dispatch::PlaceError;
 use crate::domain::limits::TrunkRef;
 use crate::domain::{AgentId, CallId, Direction, WorkspaceId};
 use crate::store::{Document, StoreError};
+use crate::view::CallResponse;
 
 /// Runs call creation: validate, then let the dispatcher decide (admit or refuse, store, dial).
 pub(super) async fn create(state: &ApiState, workspace_id: &WorkspaceId, request: NewCall) -> ApiResult<CallResponse> {

@@ -40,9 +40,9 @@ use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-pub use call_view::CallResponse;
+pub use crate::view::CallResponse;
+pub use crate::view::RecordingLinks;
 pub use error::{ApiError, ErrorBody};
-pub use recordings::RecordingLinks;
 pub use voices::DEFAULT_VOICE_ID;
 
 use crate::dispatch::Dispatcher;

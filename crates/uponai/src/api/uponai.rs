@@ -11,13 +11,14 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::ApiState;
-use super::call_view::{AgentOverride, CallResponse, check_idempotency_key, check_sip_headers, parse_version};
+use super::call_view::{AgentOverride, check_idempotency_key, check_sip_headers, parse_version};
 use super::calls::{check_override_references, create};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace, parse_json};
 use crate::calls::{CallLeg, NewCall};
 use crate::domain::AgentId;
 use crate::store::Document;
+use crate::view::CallResponse;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::{CallResponse, RecordingLinks};
 use crate::store::{CallRow, Document, NewWebhook};
+use crate::view::{CallResponse, RecordingLinks};
 
 /// The timeout of a delivery attempt when neither the agent nor the workspace sets one.
 pub const DEFAULT_TIMEOUT_MS: i64 = 10_000;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::RecordingLinks;
 use crate::domain::WorkspaceId;
 use crate::egress::Egress;
 use crate::store::Store;
+use crate::view::RecordingLinks;
 
 pub use deliver::{Deliverer, EVENT_ID_HEADER};
 pub use event::{DEFAULT_TIMEOUT_MS, EventName, Planner, Transition, WorkspaceWebhook};
