@@ -9,7 +9,7 @@ use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::calls::CallRuntime;
+use crate::calls::{CallRuntime, CallRuntimeConfig};
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
 use crate::store::Store;
@@ -69,12 +69,14 @@ impl App {
             Arc::new(crate::admission::Admissions::default()),
             endpoint,
             media::RtpPorts::new(settings.rtp_ports.clone()),
-            settings.advertised_ip(),
-            settings.sip.ip(),
-            recordings_dir,
-            settings.no_audio_timeout,
-            settings.inbound_queue,
-            settings.egress(),
+            CallRuntimeConfig {
+                advertised_ip: settings.advertised_ip(),
+                media_bind_ip: settings.sip.ip(),
+                recordings_dir,
+                no_audio_timeout: settings.no_audio_timeout,
+                inbound_queue: settings.inbound_queue,
+                egress: settings.egress(),
+            },
         );
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })
     }

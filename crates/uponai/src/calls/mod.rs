@@ -18,9 +18,10 @@ pub mod outbound;
 pub mod outcome;
 pub mod prompt;
 pub mod runtime;
+pub mod settings;
 pub mod storage;
 pub mod talk;
 pub mod trunk;
 
 pub use create::{CallLeg, CreateCallError, NewCall, PreparedCall, create_call, prepare_call};
-pub use runtime::CallRuntime;
+pub use runtime::{CallRuntime, CallRuntimeConfig};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::sdp::{self, Codec};
-use serde_json::{Value, json};
+use serde_json::json;
 use sip::auth::Challenge;
 use sip::dialog::Dialog;
 use sip::endpoint::{ClientEvent, Target, TransportKind, new_token};
@@ -14,14 +14,13 @@ use tokio::time::Instant;
 
 use super::outcome::DialFailure;
 use super::runtime::CallRuntime;
+use super::settings::CallSettings;
 use super::talk::{Leg, talk};
 use super::trunk::{self, DialPlan};
 use crate::admission::Ticket;
 use crate::domain::{DisconnectionReason, Termination, WorkspaceId, now_ms, sip_header};
 use crate::store::{CallRow, Document};
 
-/// Default and bounds of `ring_duration_ms`.
-const DEFAULT_RING_MS: u64 = 30_000;
 /// How long we wait for the trunk to confirm our CANCEL (487) before giving up.
 const CANCEL_GRACE: Duration = Duration::from_secs(32);
 
@@ -44,6 +43,7 @@ async fn dial(
     ticket: &mut Ticket,
 ) -> Option<(Termination, Document)> {
     let failed = |failure: DialFailure| Some((failure.termination(), Document::new()));
+    let settings = CallSettings::of(call);
     let number = match rt.store.get_number(workspace_id, &call.from_number).await {
         Ok(number) => number,
         Err(err) => {
@@ -70,19 +70,13 @@ async fn dial(
         Err(_) => return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new())),
     };
     let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
-    let mut invite = build_invite(rt, call, &plan, &offer);
+    let mut invite = build_invite(rt, call, &settings, &plan, &offer);
     let sip_call_id = invite.call_id().to_owned();
     let _ = rt.store.set_sip_call_id(workspace_id, &call.call_id, &sip_call_id).await;
     let (inbox_tx, inbox) = tokio::sync::mpsc::channel(32);
     let _route = rt.route_dialog(&sip_call_id, inbox_tx);
     tracing::info!(call_id = %call.call_id, to = %call.to_number, trunk = %plan.target.addr, "call.dialing");
 
-    let ring_ms = call
-        .document
-        .get("effective_agent")
-        .and_then(|agent| agent.get("ring_duration_ms"))
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_RING_MS);
     // The pacer decides the moment the INVITE leaves; ringing is timed from then. The claim
     // in the store is made when the call's slot comes (a call is dialed at most once, ever),
     // and the send is recorded with the pacer only after it: a durable commit can take
@@ -102,7 +96,7 @@ async fn dial(
         }
     }
     ticket.invite_may_leave().await;
-    let ring_deadline = Instant::now() + Duration::from_millis(ring_ms);
+    let ring_deadline = Instant::now() + settings.ring_duration;
     let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
     let (mut answered_challenge, mut got_provisional) = (false, false);
     let mut cancel_deadline: Option<Instant> = None;
@@ -192,13 +186,13 @@ async fn dial(
     let identifier = json!({"sip_call_id": sip_call_id});
     rt.mark_ongoing(workspace_id, &call.call_id, Document::from_iter([("telephony_identifier".to_owned(), identifier)])).await;
     tracing::info!(call_id = %call.call_id, codec = params.codec.name(), "call.answered");
-    let talked = talk(rt, call, &mut leg, socket, params, hangup).await;
+    let talked = talk(rt, call, &settings, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": sip_call_id}));
     Some((Termination::after_connect(talked.reason), patch))
 }
 
-fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &str) -> Request {
+fn build_invite(rt: &CallRuntime, call: &CallRow, settings: &CallSettings, plan: &DialPlan, sdp_offer: &str) -> Request {
     let transport_param = if plan.target.transport == TransportKind::Tcp { ";transport=tcp" } else { "" };
     let uri = format!("sip:{}@{}{transport_param}", call.to_number, plan.uri_host);
     let local = rt.endpoint.local_addr();
@@ -212,7 +206,7 @@ fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &s
     headers.push("Contact", format!("<sip:{}@{}:{}{transport_param}>", call.from_number, rt.advertised_ip, local.port()));
     headers.push("User-Agent", "uponai");
     headers.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
-    for (name, value) in extra_headers(&plan.provider_headers, &call.document) {
+    for (name, value) in extra_headers(&plan.provider_headers, &settings.custom_sip_headers) {
         headers.push(name, value);
     }
     headers.push("Content-Type", "application/sdp");
@@ -222,17 +216,11 @@ fn build_invite(rt: &CallRuntime, call: &CallRow, plan: &DialPlan, sdp_offer: &s
 /// The provider's preset headers and the call's `custom_sip_headers`. They were checked at
 /// the API edge; they are checked again so that a row written any other way (an older
 /// version, a hand edit) cannot put a line break on the wire: an unsafe one is dropped.
-fn extra_headers<'a>(provider: &'a [(String, String)], document: &'a Document) -> Vec<(&'a str, &'a str)> {
-    let custom = document
-        .get("custom_sip_headers")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, value)| Some((name.as_str(), value.as_str()?)));
+fn extra_headers<'a>(provider: &'a [(String, String)], custom: &'a [(String, String)]) -> Vec<(&'a str, &'a str)> {
     provider
         .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
         .chain(custom)
+        .map(|(name, value)| (name.as_str(), value.as_str()))
         .filter(|(name, value)| {
             let safe = sip_header::check_header_name(name).is_ok() && sip_header::check_header_value(value).is_ok();
             if !safe {
@@ -317,7 +305,7 @@ mod tests {
         .unwrap();
         let provider = vec![("X-Telnyx-Username".to_owned(), "alice\r\nX-Injected: 1".to_owned())];
         let mut headers = Headers::new();
-        for (name, value) in extra_headers(&provider, &document) {
+        for (name, value) in extra_headers(&provider, &CallSettings::from_document(&document).custom_sip_headers) {
             headers.push(name, value);
         }
         let invite = Request { method: Method::Invite, uri: "sip:+12125550123@t.example.com".into(), headers, body: Vec::new() };

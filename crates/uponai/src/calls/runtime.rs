@@ -16,6 +16,20 @@ use crate::domain::{CallId, CallStatus, DisconnectionReason, Termination, Worksp
 use crate::store::{CallEnd, CallRow, Document, Store};
 use crate::webhooks::{Transition, Webhooks};
 
+/// What call tasks need to know of the process's settings (a `Settings` subset, resolved).
+#[derive(Clone, Debug)]
+pub struct CallRuntimeConfig {
+    /// Put in Contact headers and SDP.
+    pub advertised_ip: IpAddr,
+    /// RTP sockets bind here (the SIP bind address).
+    pub media_bind_ip: IpAddr,
+    pub recordings_dir: PathBuf,
+    pub no_audio_timeout: Duration,
+    /// How long an inbound call at the concurrency limit rings waiting for a slot.
+    pub inbound_queue: Duration,
+    pub egress: crate::egress::Egress,
+}
+
 pub struct CallRuntime {
     pub store: Arc<Store>,
     /// Plans the events of every state change, written with it; wakes their delivery.
@@ -72,20 +86,17 @@ impl Drop for DialogRoute {
 pub const REGISTERED_CALL_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 
 impl CallRuntime {
-    #[allow(clippy::too_many_arguments)]
+    /// The shared runtime: the store, the event planner, admission, the SIP endpoint and the
+    /// RTP ports, with the settings every call task reads (`CallRuntimeConfig`).
     pub fn new(
         store: Arc<Store>,
         webhooks: Arc<Webhooks>,
         admissions: Arc<crate::admission::Admissions>,
         endpoint: sip::Endpoint,
         rtp_ports: media::RtpPorts,
-        advertised_ip: IpAddr,
-        media_bind_ip: IpAddr,
-        recordings_dir: PathBuf,
-        no_audio_timeout: Duration,
-        inbound_queue: Duration,
-        egress: crate::egress::Egress,
+        config: CallRuntimeConfig,
     ) -> Arc<Self> {
+        let CallRuntimeConfig { advertised_ip, media_bind_ip, recordings_dir, no_audio_timeout, inbound_queue, egress } = config;
         Arc::new(Self {
             store,
             webhooks,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use media::session::{MediaChannels, Recording, SessionConfig};
 use media::{MediaEvent, MediaParams, MediaSession, MediaStats};
-use serde_json::{Value, json};
+use serde_json::json;
 use sip::dialog::Dialog;
 use sip::endpoint::{ClientEvent, Target};
 use sip::{Incoming, Method, Request, Response};
@@ -15,12 +15,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runtime::CallRuntime;
+use super::settings::CallSettings;
 use super::storage::DataStorage;
 use crate::domain::DisconnectionReason;
 use crate::store::{CallRow, Document};
-
-/// Default and bounds of `max_call_duration_ms`.
-const DEFAULT_MAX_CALL_MS: u64 = 3_600_000;
 
 /// The SIP side of a connected call.
 pub struct Leg {
@@ -50,6 +48,7 @@ pub struct Talked {
 pub async fn talk(
     rt: &Arc<CallRuntime>,
     call: &CallRow,
+    settings: &CallSettings,
     leg: &mut Leg,
     socket: UdpSocket,
     params: MediaParams,
@@ -79,17 +78,10 @@ pub async fn talk(
     };
 
     let agent_cancel = CancellationToken::new();
-    let begin_message =
-        call.document.get("effective_llm").and_then(|llm| llm.get("begin_message")).and_then(Value::as_str).map(str::to_owned);
+    let begin_message = settings.begin_message.clone();
     let agent = tokio::spawn(super::prompt::run(begin_message, from_agent_tx, to_agent_rx, agent_cancel.clone()));
 
-    let max_ms = call
-        .document
-        .get("effective_agent")
-        .and_then(|agent| agent.get("max_call_duration_ms"))
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_MAX_CALL_MS);
-    let max_duration = tokio::time::sleep(Duration::from_millis(max_ms));
+    let max_duration = tokio::time::sleep(settings.max_call_duration);
     tokio::pin!(max_duration);
 
     let reason = loop {

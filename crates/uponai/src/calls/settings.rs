@@ -1,0 +1,73 @@
+//! A call's settings, parsed once from its stored document when its task starts: the
+//! effective agent and LLM configuration (the API validated both when they were written),
+//! read into types so that the dialing and talking code never digs through JSON.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::store::{CallRow, Document};
+
+/// How long an unanswered call rings before we cancel it (`ring_duration_ms`).
+const DEFAULT_RING: Duration = Duration::from_secs(30);
+/// The longest a call may last (`max_call_duration_ms`).
+const DEFAULT_MAX_CALL: Duration = Duration::from_secs(3_600);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSettings {
+    /// What the agent says first; `None` when it waits for the other side.
+    pub begin_message: Option<String>,
+    pub ring_duration: Duration,
+    pub max_call_duration: Duration,
+    /// `custom_sip_headers`, name and value, for the INVITE.
+    pub custom_sip_headers: Vec<(String, String)>,
+}
+
+impl CallSettings {
+    pub fn of(call: &CallRow) -> Self {
+        Self::from_document(&call.document)
+    }
+
+    pub fn from_document(document: &Document) -> Self {
+        let agent = |name: &str| document.get("effective_agent").and_then(|agent| agent.get(name));
+        let millis = |value: Option<&Value>, default: Duration| value.and_then(Value::as_u64).map_or(default, Duration::from_millis);
+        let begin_message =
+            document.get("effective_llm").and_then(|llm| llm.get("begin_message")).and_then(Value::as_str).map(str::to_owned);
+        let custom_sip_headers = document
+            .get("custom_sip_headers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+            .collect();
+        Self {
+            begin_message,
+            ring_duration: millis(agent("ring_duration_ms"), DEFAULT_RING),
+            max_call_duration: millis(agent("max_call_duration_ms"), DEFAULT_MAX_CALL),
+            custom_sip_headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn settings_come_from_the_effective_configuration_with_the_documented_defaults() {
+        let empty = CallSettings::from_document(&Document::new());
+        assert_eq!((empty.ring_duration, empty.max_call_duration, empty.begin_message), (DEFAULT_RING, DEFAULT_MAX_CALL, None));
+        let document: Document = serde_json::from_value(json!({
+            "effective_agent": {"ring_duration_ms": 5000, "max_call_duration_ms": 60000},
+            "effective_llm": {"begin_message": "Hi!"},
+            "custom_sip_headers": {"X-A": "1"},
+        }))
+        .unwrap();
+        let set = CallSettings::from_document(&document);
+        assert_eq!(set.ring_duration, Duration::from_secs(5));
+        assert_eq!(set.max_call_duration, Duration::from_secs(60));
+        assert_eq!(set.begin_message.as_deref(), Some("Hi!"));
+        assert_eq!(set.custom_sip_headers, vec![("X-A".to_owned(), "1".to_owned())]);
+    }
+}
