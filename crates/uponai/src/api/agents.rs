@@ -116,7 +116,7 @@ pub(super) fn parse_agent_id(raw: &str) -> ApiResult<AgentId> {
 /// Checks the fields that name other objects: the LLM (in this workspace), the voices, and
 /// the URLs the platform will call (the egress guard).
 pub(crate) async fn check_references(state: &ApiState, workspace_id: &WorkspaceId, fields: &AgentFields, prefix: &str) -> ApiResult<()> {
-    fields.check_targets(state.calls.egress, prefix).await?;
+    fields.check_targets(state.calls.config.egress, prefix).await?;
     if let Some(ResponseEngine::RetellLlm { llm_id, version }) = &fields.response_engine {
         let field = format!("{prefix}response_engine.llm_id");
         let parsed =

@@ -77,7 +77,7 @@ pub(super) async fn check_override_llm(state: &ApiState, retell_llm: &Document, 
     if retell_llm.is_empty() {
         return Ok(());
     }
-    from_document::<super::llms::LlmFields>(retell_llm)?.check_targets(state.calls.egress, prefix).await
+    from_document::<super::llms::LlmFields>(retell_llm)?.check_targets(state.calls.config.egress, prefix).await
 }
 
 fn parse_override_agent(raw: Option<&str>, field: &str) -> ApiResult<Option<AgentId>> {

@@ -261,7 +261,7 @@ pub async fn create_llm(
 ) -> ApiResult<(StatusCode, Json<LlmResponse>)> {
     let fields = fields.without_unknown();
     fields.validate()?;
-    fields.check_targets(state.calls.egress, "").await?;
+    fields.check_targets(state.calls.config.egress, "").await?;
     let llm_id = LlmId::generate();
     let row = state
         .store
@@ -306,7 +306,7 @@ pub async fn update_llm(
     let not_found = |err| ApiError::from_store(err, format!("retell llm {llm_id}"));
     let selector = query.parse()?;
     let fields = fields.without_unknown();
-    fields.check_targets(state.calls.egress, "").await?;
+    fields.check_targets(state.calls.config.egress, "").await?;
     let patch = to_document(&fields)?;
     let current = state.store.get_versioned(LLMS, &key.workspace_id, llm_id.as_str(), selector).await.map_err(not_found)?;
     from_document::<LlmFields>(&merged(&current.document, &patch))

@@ -244,7 +244,13 @@ fn check_transport(raw: &str) -> ApiResult<String> {
 /// trunk may be private or loopback, not link-local).
 pub(super) async fn check_termination_uri(state: &ApiState, field: &str, raw: &str) -> ApiResult<TerminationUri> {
     let uri = TerminationUri::parse(raw).map_err(|err| ApiError::field(field, err))?;
-    state.calls.egress.check_sip_host(uri.host(), uri.port().unwrap_or(5060)).await.map_err(|refused| ApiError::field(field, refused))?;
+    state
+        .calls
+        .config
+        .egress
+        .check_sip_host(uri.host(), uri.port().unwrap_or(5060))
+        .await
+        .map_err(|refused| ApiError::field(field, refused))?;
     Ok(uri)
 }
 
@@ -330,7 +336,7 @@ async fn apply_common(
     ] {
         if let Some(value) = value {
             if let Some(raw) = value {
-                target_url(state.calls.egress, field, raw, &["http", "https"]).await?;
+                target_url(state.calls.config.egress, field, raw, &["http", "https"]).await?;
             }
             *target = value.clone();
         }

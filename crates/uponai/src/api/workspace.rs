@@ -298,7 +298,7 @@ pub async fn update_settings(
     }
     if let Some(webhook_url) = update.webhook_url {
         if let Some(raw) = &webhook_url {
-            super::validate::target_url(state.calls.egress, "webhook_url", raw, &["http", "https"]).await?;
+            super::validate::target_url(state.calls.config.egress, "webhook_url", raw, &["http", "https"]).await?;
         }
         settings.webhook_url = webhook_url;
     }

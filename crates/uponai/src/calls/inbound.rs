@@ -127,7 +127,7 @@ async fn dialed_number(rt: &Arc<CallRuntime>, user: &str, source: std::net::IpAd
     }
     let mut admitted = Vec::new();
     for (workspace_id, number) in candidates {
-        if let Ok(plan) = trunk::plan(&rt.store, rt.egress, &workspace_id, &number).await
+        if let Ok(plan) = trunk::plan(&rt.store, rt.config.egress, &workspace_id, &number).await
             && plan.allowed_sources.iter().any(|net| net.contains(source))
         {
             admitted.push((workspace_id, number));
@@ -155,7 +155,7 @@ async fn wait_for_slot(
     let mut ringing = Response::to(invite, 180, "Ringing");
     ringing.headers.set("To", format!("{};tag={}", invite.headers.get("to").unwrap_or_default(), new_token()));
     tx.respond(ringing).await;
-    let deadline = tokio::time::Instant::now() + rt.inbound_queue;
+    let deadline = tokio::time::Instant::now() + rt.config.inbound_queue;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         if let Some(slot) = rt.admissions.try_inbound_slot(workspace_id, &limits) {
@@ -190,13 +190,13 @@ async fn accept(
     hangup: &tokio_util::sync::CancellationToken,
 ) -> (Termination, Document) {
     let failed = || (Termination::error(DisconnectionReason::ErrorUnknown), Document::new());
-    let Ok(socket) = rt.rtp_ports.bind(rt.media_bind_ip).await else {
+    let Ok(socket) = rt.rtp_ports.bind(rt.config.media_bind_ip).await else {
         tx.respond(Response::to(invite, 503, "Service Unavailable")).await;
         return failed();
     };
     let Ok(local) = socket.local_addr() else { return failed() };
     let offer = String::from_utf8_lossy(&invite.body).into_owned();
-    let local_media = std::net::SocketAddr::new(rt.advertised_ip, local.port());
+    let local_media = std::net::SocketAddr::new(rt.config.advertised_ip, local.port());
     let (answer_sdp, params) = match sdp::answer(&offer, local_media, rand::random::<u32>().into()) {
         Ok(answer) => answer,
         Err(err) => {
@@ -211,7 +211,7 @@ async fn accept(
         return failed();
     };
     let transport_param = if source.transport == TransportKind::Tcp { ";transport=tcp" } else { "" };
-    let contact = format!("<sip:{}@{}:{}{transport_param}>", call.to_number, rt.advertised_ip, rt.endpoint.local_addr().port());
+    let contact = format!("<sip:{}@{}:{}{transport_param}>", call.to_number, rt.config.advertised_ip, rt.endpoint.local_addr().port());
     let (inbox_tx, inbox) = tokio::sync::mpsc::channel(32);
     let _route = rt.route_dialog(invite.call_id(), inbox_tx);
     let mut ok = Response::to(invite, 200, "OK");

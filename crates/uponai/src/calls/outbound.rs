@@ -51,14 +51,14 @@ async fn dial(
             return failed(DialFailure::NoRoute);
         }
     };
-    let plan = match trunk::plan(&rt.store, rt.egress, workspace_id, &number).await {
+    let plan = match trunk::plan(&rt.store, rt.config.egress, workspace_id, &number).await {
         Ok(plan) => plan,
         Err(err) => {
             tracing::warn!(call_id = %call.call_id, error = %err, "cannot dial");
             return failed(DialFailure::NoRoute);
         }
     };
-    let socket = match rt.rtp_ports.bind(rt.media_bind_ip).await {
+    let socket = match rt.rtp_ports.bind(rt.config.media_bind_ip).await {
         Ok(socket) => socket,
         Err(err) => {
             tracing::error!(call_id = %call.call_id, error = %err, "no RTP port");
@@ -66,7 +66,7 @@ async fn dial(
         }
     };
     let local_media = match socket.local_addr() {
-        Ok(addr) => std::net::SocketAddr::new(rt.advertised_ip, addr.port()),
+        Ok(addr) => std::net::SocketAddr::new(rt.config.advertised_ip, addr.port()),
         Err(_) => return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new())),
     };
     let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
@@ -203,7 +203,7 @@ fn build_invite(rt: &CallRuntime, call: &CallRow, settings: &CallSettings, plan:
     headers.push("To", format!("<sip:{}@{}>", call.to_number, plan.uri_host));
     headers.push("Call-ID", format!("{}@uponai", new_token()));
     headers.push("CSeq", "1 INVITE");
-    headers.push("Contact", format!("<sip:{}@{}:{}{transport_param}>", call.from_number, rt.advertised_ip, local.port()));
+    headers.push("Contact", format!("<sip:{}@{}:{}{transport_param}>", call.from_number, rt.config.advertised_ip, local.port()));
     headers.push("User-Agent", "uponai");
     headers.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
     for (name, value) in extra_headers(&plan.provider_headers, &settings.custom_sip_headers) {

@@ -27,6 +27,7 @@ pub struct CallRuntimeConfig {
     pub no_audio_timeout: Duration,
     /// How long an inbound call at the concurrency limit rings waiting for a slot.
     pub inbound_queue: Duration,
+    /// Which trunk addresses may be dialed (and, for the API, which URLs may be saved).
     pub egress: crate::egress::Egress,
 }
 
@@ -38,16 +39,7 @@ pub struct CallRuntime {
     pub admissions: Arc<crate::admission::Admissions>,
     pub endpoint: sip::Endpoint,
     pub rtp_ports: media::RtpPorts,
-    /// Put in Contact headers and SDP.
-    pub advertised_ip: IpAddr,
-    /// RTP sockets bind here (the SIP bind address).
-    pub media_bind_ip: IpAddr,
-    pub recordings_dir: PathBuf,
-    pub no_audio_timeout: Duration,
-    /// How long an inbound call at the concurrency limit rings waiting for a slot.
-    pub inbound_queue: Duration,
-    /// Which trunk addresses may be dialed (and, for the API, which URLs may be saved).
-    pub egress: crate::egress::Egress,
+    pub config: CallRuntimeConfig,
     /// Cancelled on shutdown: every call task hangs up and ends its call.
     pub shutdown: CancellationToken,
     /// Every call task, so shutdown can wait for them to finish writing their ends.
@@ -96,19 +88,13 @@ impl CallRuntime {
         rtp_ports: media::RtpPorts,
         config: CallRuntimeConfig,
     ) -> Arc<Self> {
-        let CallRuntimeConfig { advertised_ip, media_bind_ip, recordings_dir, no_audio_timeout, inbound_queue, egress } = config;
         Arc::new(Self {
             store,
             webhooks,
             admissions,
             endpoint,
             rtp_ports,
-            advertised_ip,
-            media_bind_ip,
-            recordings_dir,
-            no_audio_timeout,
-            inbound_queue,
-            egress,
+            config,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             dialogs: Mutex::new(HashMap::new()),

@@ -54,19 +54,19 @@ pub async fn talk(
     params: MediaParams,
     hangup: &CancellationToken,
 ) -> Talked {
-    let stereo = rt.recordings_dir.join(format!("{}.stereo.wav", call.call_id));
-    let mono = rt.recordings_dir.join(format!("{}.wav", call.call_id));
+    let stereo = rt.config.recordings_dir.join(format!("{}.stereo.wav", call.call_id));
+    let mono = rt.config.recordings_dir.join(format!("{}.wav", call.call_id));
     // A call whose storage setting keeps no recording never writes one.
     let storage = DataStorage::of_call(&call.document);
     let recording = storage
         .keeps_recording()
-        .then(|| std::fs::create_dir_all(&rt.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() }))
+        .then(|| std::fs::create_dir_all(&rt.config.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() }))
         .flatten();
     let (to_agent_tx, to_agent_rx) = mpsc::channel(50);
     let (from_agent_tx, from_agent_rx) = mpsc::channel(50);
     let (_dtmf_tx, dtmf_rx) = mpsc::channel(16);
     let (events_tx, mut events) = mpsc::channel(16);
-    let config = SessionConfig { no_audio_timeout: rt.no_audio_timeout, jitter_depth: 3, recording: recording.clone() };
+    let config = SessionConfig { no_audio_timeout: rt.config.no_audio_timeout, jitter_depth: 3, recording: recording.clone() };
     let channels = MediaChannels { to_agent: to_agent_tx, from_agent: from_agent_rx, dtmf_out: dtmf_rx, events: events_tx };
     let session = match MediaSession::start(socket, params, config, channels) {
         Ok(session) => session,

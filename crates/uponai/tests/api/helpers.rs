@@ -98,6 +98,19 @@ impl TestApp {
         tokio::time::timeout(timeout, self.server).await.ok().map(|joined| joined.expect("server task"))
     }
 
+    /// A key of a new workspace `name`, made with the real `uponai keys create --new-workspace`
+    /// against this app's data directory.
+    pub fn new_workspace_key(&self, name: &str) -> String {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
+            .args(["keys", "create", "--new-workspace", name, "--name", name, "--data-dir"])
+            .arg(self.data_path())
+            .output()
+            .expect("uponai runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout.lines().nth(1).expect("secret on the second line").to_owned()
+    }
+
     pub fn data_path(&self) -> &Path {
         self.data_dir.path()
     }

@@ -11,14 +11,7 @@ const NUMBER: &str = "+14155550100";
 
 /// A key of a new workspace, made with the real `uponai keys create --new-workspace`.
 fn second_workspace_key(app: &TestApp) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
-        .args(["keys", "create", "--new-workspace", "other", "--name", "intruder", "--data-dir"])
-        .arg(app.data_path())
-        .output()
-        .expect("uponai runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    stdout.lines().nth(1).expect("secret on the second line").to_owned()
+    app.new_workspace_key("other")
 }
 
 /// The same id with its last hex digit changed: well formed, naming nothing.

@@ -77,13 +77,7 @@ async fn an_agent_storing_basic_attributes_only_leaves_no_recording_and_no_trans
 #[tokio::test]
 async fn an_inbound_call_lands_only_in_the_workspace_that_holds_the_number() {
     let app = spawn_app().await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
-        .args(["keys", "create", "--new-workspace", "other", "--name", "other", "--data-dir"])
-        .arg(app.data_path())
-        .output()
-        .expect("uponai runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let other_key = String::from_utf8(output.stdout).unwrap().lines().nth(1).expect("secret on the second line").to_owned();
+    let other_key = app.new_workspace_key("other");
     let as_other = |method: Method, path: &'static str, body| {
         let (app, key) = (&app, other_key.clone());
         async move { app.request_as(Some(&key), method, path, body).await }

@@ -111,13 +111,7 @@ async fn a_workspace_with_a_black_hole_receiver_does_not_delay_another_workspace
     }
 
     // Workspace B, with its own key, number and receiver.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
-        .args(["keys", "create", "--new-workspace", "b", "--name", "b", "--data-dir"])
-        .arg(app.data_path())
-        .output()
-        .expect("uponai runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let key_b = String::from_utf8(output.stdout).unwrap().lines().nth(1).unwrap().to_owned();
+    let key_b = app.new_workspace_key("b");
     let as_b = |method: Method, path: &'static str, body: Value| {
         let app = &app;
         let key_b = key_b.clone();
