@@ -224,6 +224,25 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Runs one store operation of the `keys` commands, again while the database is locked: they
+/// run beside a live server whose writes may hold SQLite's lock, and each operation is one
+/// statement, so one refused as busy wrote nothing and is safe to repeat.
+async fn when_not_busy<T, F, Fut>(mut operation: F) -> Result<T, uponai::store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, uponai::store::StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match operation().await {
+            Err(err) if err.is_busy() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     match command {
@@ -231,19 +250,19 @@ async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
             let workspace_id = match (workspace, new_workspace) {
                 (Some(raw), _) => {
                     let id = WorkspaceId::parse(&raw).with_context(|| format!("{raw:?} is not a workspace id"))?;
-                    anyhow::ensure!(store.workspace_exists(&id).await?, "no workspace {raw}");
+                    anyhow::ensure!(when_not_busy(|| store.workspace_exists(&id)).await?, "no workspace {raw}");
                     id
                 }
-                (None, Some(name)) => store.create_workspace(&name).await?,
-                (None, None) => match store.first_workspace().await? {
+                (None, Some(name)) => when_not_busy(|| store.create_workspace(&name)).await?,
+                (None, None) => match when_not_busy(|| store.first_workspace()).await? {
                     Some(id) => id,
-                    None => store.create_workspace("default").await?,
+                    None => when_not_busy(|| store.create_workspace("default")).await?,
                 },
             };
             let secret = generate_secret();
-            let key_id = store.create_api_key(&workspace_id, &name, &secret).await?;
-            if webhook || store.webhook_secret(&workspace_id).await?.is_none() {
-                store.set_webhook_key(&workspace_id, &key_id, &secret).await?;
+            let key_id = when_not_busy(|| store.create_api_key(&workspace_id, &name, &secret)).await?;
+            if webhook || when_not_busy(|| store.webhook_secret(&workspace_id)).await?.is_none() {
+                when_not_busy(|| store.set_webhook_key(&workspace_id, &key_id, &secret)).await?;
             }
             println!("{key_id} workspace={workspace_id}\n{secret}");
         }

@@ -67,6 +67,20 @@ pub struct Store {
     last_created_at: std::sync::Mutex<i64>,
 }
 
+impl StoreError {
+    /// SQLite's "database is locked" (SQLITE_BUSY, SQLITE_LOCKED and their extended codes):
+    /// another process held the write lock past the busy timeout, or a snapshot went stale.
+    /// The statement wrote nothing.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => {
+                db.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| matches!(code & 0xff, 5 | 6))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
