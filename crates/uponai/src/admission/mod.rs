@@ -67,7 +67,7 @@ impl Admissions {
         let pacer_key = format!("{workspace_id}/{}/{}", trunk.provider.key(), trunk.key);
         let admission = state.pacer.admit(&pacer_key, cps, now).map_err(|retry_after| Refusal::Cps { limit: cps, retry_after })?;
         *state.live.entry(workspace_id.clone()).or_default() += 1;
-        Ok(Ticket { admissions: self.clone(), workspace_id: workspace_id.clone(), admission: Some(admission), cps })
+        Ok(Ticket { admissions: self.clone(), workspace_id: workspace_id.clone(), admission: Some(admission), pending_send: None, cps })
     }
 
     /// A slot for an inbound call, if the workspace is under its limit.
@@ -78,7 +78,7 @@ impl Admissions {
             return None;
         }
         *live += 1;
-        Some(Ticket { admissions: self.clone(), workspace_id: workspace_id.clone(), admission: None, cps: 0 })
+        Some(Ticket { admissions: self.clone(), workspace_id: workspace_id.clone(), admission: None, pending_send: None, cps: 0 })
     }
 
     /// Calls live now in the workspace (admitted, dialing, ringing, talking; both directions).
@@ -94,28 +94,33 @@ pub struct Ticket {
     workspace_id: WorkspaceId,
     /// Until the INVITE has left; `None` afterwards (and for inbound slots).
     admission: Option<Admission>,
+    /// The trunk whose send this ticket recorded and has not confirmed with `invite_left`.
+    pending_send: Option<String>,
     cps: u32,
 }
 
 impl Ticket {
-    /// Returns when the call's send slot has come (without recording a send): the caller
-    /// does its slow preparation (the store claim) and then asks `invite_may_leave`.
-    pub async fn slot_reached(&self) {
-        if let Some(admission) = &self.admission {
-            tokio::time::sleep_until(admission.slot().into()).await;
-        }
-    }
-
-    /// Returns when the INVITE may leave, and records that it leaves now: ask it right before
-    /// the INVITE is handed to the wire, so the pacer's window holds real send times.
+    /// Returns when the INVITE may leave, and records its send provisionally: the caller
+    /// makes its durable claim, then says `invite_left` as the INVITE goes. Until then the
+    /// trunk's next send waits, so a claim slowed by the disk never lets two INVITEs bunch.
     pub async fn invite_may_leave(&mut self) {
         let Some(admission) = self.admission.take() else { return };
         loop {
             let verdict = self.admissions.lock().pacer.send(&admission, self.cps, Instant::now());
             match verdict {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.pending_send = Some(admission.trunk().to_owned());
+                    return;
+                }
                 Err(until) => tokio::time::sleep_until(until.into()).await,
             }
+        }
+    }
+
+    /// The INVITE is handed to the wire now: its send time is final.
+    pub fn invite_left(&mut self) {
+        if let Some(trunk) = self.pending_send.take() {
+            self.admissions.lock().pacer.left(&trunk, Instant::now());
         }
     }
 }
@@ -125,6 +130,10 @@ impl Drop for Ticket {
         let mut state = self.admissions.lock();
         if let Some(admission) = self.admission.take() {
             state.pacer.release(admission);
+        }
+        if let Some(trunk) = self.pending_send.take() {
+            // Claimed by another task, stopped, or failed: the recorded send stands.
+            state.pacer.left(&trunk, Instant::now());
         }
         if let Some(live) = state.live.get_mut(&self.workspace_id) {
             *live = live.saturating_sub(1);

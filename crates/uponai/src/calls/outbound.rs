@@ -78,11 +78,11 @@ async fn dial(
     tracing::info!(call_id = %call.call_id, to = %call.to_number, trunk = %plan.target.addr, "call.dialing");
 
     // The pacer decides the moment the INVITE leaves; ringing is timed from then. The claim
-    // in the store is made when the call's slot comes (a call is dialed at most once, ever),
-    // and the send is recorded with the pacer only after it: a durable commit can take
-    // milliseconds, and the pacer's window must hold the times INVITEs really left.
+    // in the store is made at that moment (a call is dialed at most once, ever); a durable
+    // commit takes milliseconds, so the send's time is confirmed after it (`invite_left`),
+    // and the trunk's next INVITE waits for that.
     tokio::select! {
-        () = ticket.slot_reached() => {}
+        () = ticket.invite_may_leave() => {}
         () = stop_requested(rt, hangup) => {
             return Some((Termination::not_connected(DisconnectionReason::ManualStopped), Document::new()));
         }
@@ -95,7 +95,7 @@ async fn dial(
             return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     }
-    ticket.invite_may_leave().await;
+    ticket.invite_left();
     let ring_deadline = Instant::now() + settings.ring_duration;
     let mut events = rt.endpoint.send_request(invite.clone(), plan.target).await;
     let (mut answered_challenge, mut got_provisional) = (false, false);
