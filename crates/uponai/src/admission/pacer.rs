@@ -118,12 +118,13 @@ impl Pacer {
             // The previous INVITE has not really left yet; ask again in a moment.
             return Err(now + Duration::from_millis(1));
         }
-        // A send that was held up must not leave right on the heels of the one before: at
-        // least half a spacing after the previous real send, whatever the slots said.
+        // Sends held up (a claim waiting on the disk, a stalled task) must not catch up in a
+        // bunch: every INVITE leaves at least one spacing after the previous real send,
+        // whatever the slots said.
         if let Some(last) = window.sent.back()
-            && now < *last + spacing(cps) / 2
+            && now < *last + spacing(cps)
         {
-            return Err(*last + spacing(cps) / 2);
+            return Err(*last + spacing(cps));
         }
         let cps = cps.max(1) as usize;
         if window.sent.len() < cps {
@@ -241,8 +242,8 @@ mod tests {
         assert!(held.is_err(), "the next send waits while the previous one is pending");
         let left_at = t0 + ms(50);
         pacer.left("t", left_at);
-        assert_eq!(pacer.send(&second, 16, second.slot()), Err(left_at + spacing(16) / 2), "half a spacing after the real send");
-        assert_eq!(pacer.send(&second, 16, left_at + spacing(16) / 2), Ok(()));
+        assert_eq!(pacer.send(&second, 16, second.slot()), Err(left_at + spacing(16)), "one spacing after the real send");
+        assert_eq!(pacer.send(&second, 16, left_at + spacing(16)), Ok(()));
     }
 
     #[test]
