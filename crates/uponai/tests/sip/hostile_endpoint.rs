@@ -299,9 +299,18 @@ async fn under_a_1024_descriptor_limit_1100_idle_connections_leave_sip_and_http_
     let sip: SocketAddr = line.split("SIP on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
 
     let held = hold_connections(sip, 1_100, 22, b"").await;
-    // Let the server accept (or refuse) every one of them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let n_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    // Wait until the server has accepted (or refused) every one of them: its open files stop
+    // changing for half a second (polled, with a deadline).
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut n_fds, mut steady_since) = (fds(), Instant::now());
+    while steady_since.elapsed() < Duration::from_millis(500) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now_fds = fds();
+        if now_fds != n_fds {
+            (n_fds, steady_since) = (now_fds, Instant::now());
+        }
+    }
 
     let ticks_before = cpu_ticks(pid);
     tokio::time::sleep(Duration::from_secs(1)).await;
