@@ -100,11 +100,15 @@ impl TestApp {
 
     /// A key of a new workspace `name`, made with the real `uponai keys create --new-workspace`
     /// against this app's data directory.
-    pub fn new_workspace_key(&self, name: &str) -> String {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
+    /// Runs `uponai keys create` beside the running server. Awaited, not blocking: the
+    /// server runs on this test's runtime, and blocking its thread while the CLI waits
+    /// for the database would hold the server's open transactions hostage.
+    pub async fn new_workspace_key(&self, name: &str) -> String {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_uponai"))
             .args(["keys", "create", "--new-workspace", name, "--name", name, "--data-dir"])
             .arg(self.data_path())
             .output()
+            .await
             .expect("uponai runs");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let stdout = String::from_utf8(output.stdout).unwrap();

@@ -10,8 +10,8 @@ use crate::helpers::{Reply, TestApp, spawn_app};
 const NUMBER: &str = "+14155550100";
 
 /// A key of a new workspace, made with the real `uponai keys create --new-workspace`.
-fn second_workspace_key(app: &TestApp) -> String {
-    app.new_workspace_key("other")
+async fn second_workspace_key(app: &TestApp) -> String {
+    app.new_workspace_key("other").await
 }
 
 /// The same id with its last hex digit changed: well formed, naming nothing.
@@ -44,7 +44,7 @@ impl Intruder<'_> {
 
 async fn two_workspaces() -> (TestApp, String) {
     let app = spawn_app().await;
-    let key = second_workspace_key(&app);
+    let key = second_workspace_key(&app).await;
     (app, key)
 }
 

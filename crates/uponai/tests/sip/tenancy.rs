@@ -77,7 +77,7 @@ async fn an_agent_storing_basic_attributes_only_leaves_no_recording_and_no_trans
 #[tokio::test]
 async fn an_inbound_call_lands_only_in_the_workspace_that_holds_the_number() {
     let app = spawn_app().await;
-    let other_key = app.new_workspace_key("other");
+    let other_key = app.new_workspace_key("other").await;
     let as_other = |method: Method, path: &'static str, body| {
         let (app, key) = (&app, other_key.clone());
         async move { app.request_as(Some(&key), method, path, body).await }
