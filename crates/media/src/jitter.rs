@@ -23,6 +23,8 @@ pub struct JitterBuffer {
     /// Relative timestamp of the next sample to play; `None` until playout starts.
     cursor: Option<i64>,
     last: Frame,
+    /// Whether the last `pop` took any sample from a packet.
+    filled_last: bool,
     concealed_in_a_row: u32,
     pub n_received: u64,
     pub n_late: u64,
@@ -40,6 +42,7 @@ impl JitterBuffer {
             base: None,
             cursor: None,
             last: SILENCE,
+            filled_last: false,
             concealed_in_a_row: 0,
             n_received: 0,
             n_late: 0,
@@ -89,8 +92,16 @@ impl JitterBuffer {
         }
     }
 
+    /// The frame for this 20 ms tick, and whether any packet carried it (`false`: silence
+    /// or loss concealment).
+    pub fn pop_stamped(&mut self) -> (Frame, bool) {
+        let frame = self.pop();
+        (frame, self.filled_last)
+    }
+
     /// The frame for this 20 ms tick.
     pub fn pop(&mut self) -> Frame {
+        self.filled_last = false;
         let start = match self.cursor {
             Some(cursor) => cursor,
             None if self.buffered_span() >= self.depth => *self.packets.keys().next().unwrap_or(&0),
@@ -122,6 +133,7 @@ impl JitterBuffer {
         }
         self.cursor = Some(end);
         if n_filled > 0 {
+            self.filled_last = true;
             self.last = frame;
             self.concealed_in_a_row = 0;
             return frame;

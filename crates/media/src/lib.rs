@@ -7,6 +7,8 @@
 //! - `jitter`: reorder buffer with loss concealment (sans-I/O).
 //! - `dtmf`: RFC 4733 telephone-events in and out.
 //! - `wav`: 16-bit PCM WAV files (the recordings).
+//! - `playout`: what passes to and from the agent side: stamped caller frames, agent frames
+//!   tagged with a generation, the gate that cancels a generation, and playout reports.
 //! - `session`: the Tokio adapter: one task per call pacing RTP out every 20 ms, decoding RTP
 //!   in, and recording both directions.
 //!
@@ -17,6 +19,7 @@
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod playout;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
@@ -32,5 +35,6 @@ pub type Frame = [i16; SAMPLES_PER_FRAME];
 
 pub const SILENCE: Frame = [0; SAMPLES_PER_FRAME];
 
+pub use playout::{AgentFrame, CallerFrame, Generation, PlayoutEvent, PlayoutGate, PlayoutReport};
 pub use sdp::{Codec, MediaParams};
 pub use session::{MediaEvent, MediaSession, MediaStats, RtpPorts};

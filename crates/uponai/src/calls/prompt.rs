@@ -9,7 +9,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use media::{Frame, SAMPLES_PER_FRAME};
+use media::{AgentFrame, CallerFrame, Frame, SAMPLES_PER_FRAME};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,12 @@ use tokio_util::sync::CancellationToken;
 const SYNTHESIS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Plays `text` (if any) into `to_caller`, paced by the channel, and drains `from_caller`.
-pub async fn run(text: Option<String>, to_caller: mpsc::Sender<Frame>, mut from_caller: mpsc::Receiver<Frame>, cancel: CancellationToken) {
+pub async fn run(
+    text: Option<String>,
+    to_caller: mpsc::Sender<AgentFrame>,
+    mut from_caller: mpsc::Receiver<CallerFrame>,
+    cancel: CancellationToken,
+) {
     let frames = match text.filter(|t| !t.trim().is_empty()) {
         Some(text) => tokio::select! {
             () = cancel.cancelled() => return,
@@ -33,7 +38,7 @@ pub async fn run(text: Option<String>, to_caller: mpsc::Sender<Frame>, mut from_
             frame = from_caller.recv() => if frame.is_none() { return },
             permit = to_caller.reserve(), if frames.len() > 0 => {
                 match (permit, frames.next()) {
-                    (Ok(permit), Some(frame)) => permit.send(frame),
+                    (Ok(permit), Some(samples)) => permit.send(AgentFrame { generation: 1, samples, last: frames.len() == 0 }),
                     _ => return,
                 }
             }

@@ -65,9 +65,10 @@ pub async fn talk(
     let (to_agent_tx, to_agent_rx) = mpsc::channel(50);
     let (from_agent_tx, from_agent_rx) = mpsc::channel(50);
     let (_dtmf_tx, dtmf_rx) = mpsc::channel(16);
-    let (events_tx, mut events) = mpsc::channel(16);
+    let (events_tx, mut events) = mpsc::channel(64);
     let config = SessionConfig { no_audio_timeout: rt.config.no_audio_timeout, jitter_depth: 3, recording: recording.clone() };
-    let channels = MediaChannels { to_agent: to_agent_tx, from_agent: from_agent_rx, dtmf_out: dtmf_rx, events: events_tx };
+    let gate = media::PlayoutGate::new();
+    let channels = MediaChannels { to_agent: to_agent_tx, from_agent: from_agent_rx, gate, dtmf_out: dtmf_rx, events: events_tx };
     let session = match MediaSession::start(socket, params, config, channels) {
         Ok(session) => session,
         Err(err) => {
@@ -104,7 +105,7 @@ pub async fn talk(
                     break DisconnectionReason::ErrorNoAudioReceived;
                 }
                 Some(MediaEvent::Dtmf(digit)) => tracing::info!(call_id = %call.call_id, %digit, "call.dtmf"),
-                None => {}
+                Some(MediaEvent::Playout(_)) | None => {}
             },
             request = leg.inbox.recv() => {
                 let Some(request) = request else { continue };
