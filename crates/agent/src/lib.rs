@@ -1,10 +1,21 @@
 //! The voice agent of one call: it hears the caller, decides when a turn ends, answers, and
-//! is interrupted, knowing nothing of HTTP, SQL or SIP.
+//! is interrupted, knowing nothing of HTTP, SQL, SIP or the media crate.
 //!
 //! # Layout
 //! - [`turn`]: the sans-I/O turn-taking state machine (VAD, transcripts and playout reports
 //!   in, decisions out, time as an input).
+//! - [`provider`]: the object-safe traits of VAD, speech-to-text, text-to-speech and the
+//!   response engine (**API Boundary**), and the deadline every provider call runs under.
+//! - [`conversation`]: the transcript and latency samples a call produces.
+//! - [`text`]: sentence splitting.
+//! - [`session`]: the agent task of one call, the Tokio adapter around `turn`.
 
+pub mod conversation;
+pub mod provider;
+pub mod session;
+pub mod text;
 pub mod turn;
 
+pub use conversation::Conversation;
+pub use session::{AgentEnd, AgentEvent, AgentSettings, Heard, Mouth, Providers};
 pub use turn::{Decision, Input, TurnConfig, Turns};

@@ -1,0 +1,98 @@
+//! The narrow, object-safe traits every speech provider and response engine implements
+//! (**API Boundary**: hosted providers, custom LLMs and tools plug in here in M7).
+//!
+//! Each method is one bounded piece of work; the caller wraps it in a deadline
+//! ([`with_deadline`]), so a provider that hangs ends its call with a documented reason
+//! instead of leaving the caller in silence.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed future, so the traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a provider could not do its work.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProviderError {
+    #[error("{provider} did not answer within {after:?}")]
+    Timeout { provider: String, after: Duration },
+    #[error("{provider} failed: {message}")]
+    Failed { provider: String, message: String },
+}
+
+impl ProviderError {
+    pub fn failed(provider: &str, message: impl std::fmt::Display) -> Self {
+        Self::Failed { provider: provider.to_owned(), message: message.to_string() }
+    }
+}
+
+/// Voice activity detection over 8 kHz audio, chunk by chunk. Cheap and synchronous: it
+/// runs on the agent task for every chunk.
+pub trait Vad: Send {
+    /// Samples per chunk the model takes.
+    fn chunk_samples(&self) -> usize;
+    /// The speech probability of the next chunk (`chunk_samples()` samples).
+    fn probability(&mut self, chunk: &[i16]) -> Result<f32, ProviderError>;
+}
+
+/// Speech to text for one caller utterance of 8 kHz audio.
+pub trait SpeechToText: Send + Sync {
+    fn name(&self) -> &str;
+    fn transcribe(&self, audio: Vec<i16>) -> BoxFuture<'_, Result<String, ProviderError>>;
+}
+
+/// Text to speech: one sentence to 8 kHz audio.
+pub trait TextToSpeech: Send + Sync {
+    fn name(&self) -> &str;
+    /// `speed` is Retell's `voice_speed` (0.5–2, 1 normal).
+    fn synthesize(&self, text: String, speed: f32) -> BoxFuture<'_, Result<Vec<i16>, ProviderError>>;
+}
+
+/// What the response engine is asked to answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineInput {
+    /// The call was answered and the agent speaks first.
+    Begin,
+    /// The caller's turn, as transcribed.
+    UserTurn { text: String },
+    /// A DTMF digit from the caller.
+    Dtmf { digit: char },
+    /// Nobody spoke for the reminder time.
+    Reminder { count: u32 },
+}
+
+/// The engine's answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reply {
+    /// What to say (may be empty).
+    pub text: String,
+    /// Hang up once `text` has been spoken.
+    pub end_call: bool,
+    /// Transfer the call (a number or SIP URI) once `text` has been spoken.
+    pub transfer_to: Option<String>,
+    /// DTMF digits to send once `text` has been spoken.
+    pub send_dtmf: Option<String>,
+}
+
+/// Produces the agent's replies. One per call, owned by the call's agent task.
+pub trait ResponseEngine: Send {
+    fn name(&self) -> &str;
+    fn respond(&mut self, input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>>;
+    /// A reply for the last input was cancelled before it was played (barge-in); an engine
+    /// that moved state on it may move back. The flow engine keeps its move: Retell's
+    /// flows do too.
+    fn cancelled(&mut self) {}
+}
+
+/// Runs `work` with a deadline, naming `provider` if it is missed.
+pub async fn with_deadline<T>(
+    provider: &str,
+    after: Duration,
+    work: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    match tokio::time::timeout(after, work).await {
+        Ok(result) => result,
+        Err(_) => Err(ProviderError::Timeout { provider: provider.to_owned(), after }),
+    }
+}
