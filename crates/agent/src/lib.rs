@@ -9,8 +9,11 @@
 //! - [`conversation`]: the transcript and latency samples a call produces.
 //! - [`text`]: sentence splitting.
 //! - [`session`]: the agent task of one call, the Tokio adapter around `turn`.
+//! - [`offline`]: the embedded engines, loaded from the assets directory: Silero VAD and the
+//!   Piper voice (ONNX Runtime, opened at run time), Whisper (a CTranslate2 worker process).
 
 pub mod conversation;
+pub mod offline;
 pub mod provider;
 pub mod session;
 pub mod text;

@@ -1,0 +1,45 @@
+//! The offline speech engines, loaded from the assets directory once per process: Silero
+//! VAD and the Piper voice through ONNX Runtime; Whisper through CTranslate2 in a worker
+//! process (`whisper`).
+
+pub mod assets;
+pub mod phonemize;
+pub mod piper;
+pub mod resample;
+mod runtime;
+pub mod silero;
+
+use std::time::Instant;
+
+pub use assets::{Assets, AssetsError};
+pub use piper::PiperVoice;
+pub use silero::{SileroModel, SileroVad};
+
+use crate::provider::{ProviderError, TextToSpeech};
+
+/// The id of the offline Piper voice (what `list-voices` shows, and what agents get when
+/// their voice is not installed).
+pub const PIPER_VOICE_ID: &str = "piper-en_US-joe-medium";
+
+/// The loaded offline engines.
+#[derive(Clone)]
+pub struct OfflineSpeech {
+    pub vad: SileroModel,
+    pub voice: PiperVoice,
+}
+
+impl OfflineSpeech {
+    /// Checks the assets and loads the models (about a second), then warms the voice up
+    /// (its first run is slower than the rest).
+    pub async fn load(assets: &Assets) -> Result<Self, ProviderError> {
+        assets.check().map_err(|e| ProviderError::failed("assets", e))?;
+        let environment = runtime::environment(&assets.path(assets::files::ONNXRUNTIME))?;
+        let vad = SileroModel::new(runtime::session(environment, &assets.path(assets::files::SILERO))?);
+        let session = runtime::session(environment, &assets.path(assets::files::PIPER_MODEL))?;
+        let voice = PiperVoice::new(PIPER_VOICE_ID, session, &assets.path(assets::files::PIPER_CONFIG))?;
+        let started = Instant::now();
+        voice.synthesize("Hello.".into(), 1.0).await?;
+        tracing::info!(warm_up_ms = started.elapsed().as_millis() as u64, "offline_speech.loaded");
+        Ok(Self { vad, voice })
+    }
+}
