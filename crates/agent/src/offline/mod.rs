@@ -8,12 +8,14 @@ pub mod piper;
 pub mod resample;
 mod runtime;
 pub mod silero;
+pub mod whisper;
 
 use std::time::Instant;
 
 pub use assets::{Assets, AssetsError};
 pub use piper::PiperVoice;
 pub use silero::{SileroModel, SileroVad};
+pub use whisper::WhisperWorkers;
 
 use crate::provider::{ProviderError, TextToSpeech};
 
