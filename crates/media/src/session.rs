@@ -235,6 +235,8 @@ pub struct MediaSession {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<MediaStats>,
     local: SocketAddr,
+    /// The media clock's zero: frames' `at` and playout times count from here.
+    started: Instant,
 }
 
 impl MediaSession {
@@ -258,8 +260,15 @@ impl MediaSession {
             None => None,
         };
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(socket, params, config, policy, channels, recorder, cancel.clone()));
-        Ok(Self { cancel, task, local })
+        let started = Instant::now();
+        let clock = Clock { cancel: cancel.clone(), started };
+        let task = tokio::spawn(run(socket, params, config, policy, channels, recorder, clock));
+        Ok(Self { cancel, task, local, started })
+    }
+
+    /// The media clock now (time since the session started).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -271,6 +280,12 @@ impl MediaSession {
         self.cancel.cancel();
         self.task.await.unwrap_or_default()
     }
+}
+
+/// When the session started (the media clock's zero) and what stops it.
+struct Clock {
+    cancel: CancellationToken,
+    started: Instant,
 }
 
 struct Recorder {
@@ -321,8 +336,9 @@ async fn run(
     policy: RtpPolicy,
     mut channels: MediaChannels,
     mut recorder: Option<Recorder>,
-    cancel: CancellationToken,
+    clock: Clock,
 ) -> MediaStats {
+    let Clock { cancel, started } = clock;
     let mut jitter = JitterBuffer::new(config.jitter_depth);
     let mut dtmf_in = DtmfReceiver::default();
     let mut sender = Sender {
@@ -339,7 +355,6 @@ async fn run(
     let mut ticker = tokio::time::interval(FRAME_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut recv_buf = vec![0u8; 2048];
-    let started = Instant::now();
     let mut last_rx = started;
     let mut no_audio_reported = false;
     let mut last_send: Option<Instant> = None;

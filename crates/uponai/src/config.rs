@@ -46,6 +46,9 @@ pub struct Settings {
     /// Lets tenants' URLs and trunks point at loopback, private and link-local addresses
     /// (the egress guard off): for single-tenant installs and tests with local receivers.
     pub allow_private_targets: bool,
+    /// The offline speech assets (`scripts/assets` installs them); `None`: the default
+    /// (`$UPONAI_ASSETS_DIR`, else `$XDG_CACHE_HOME/uponai/assets`, else `~/.cache/uponai/assets`).
+    pub assets_dir: Option<PathBuf>,
 }
 
 /// One layer of optional settings: the config file's shape (the same names as the flags),
@@ -66,6 +69,7 @@ pub struct FileSettings {
     pub webhook_retry_base_ms: Option<u64>,
     pub webhook_retry_cap_ms: Option<u64>,
     pub allow_private_targets: Option<bool>,
+    pub assets_dir: Option<PathBuf>,
 }
 
 impl FileSettings {
@@ -121,6 +125,7 @@ impl Settings {
             ),
             webhook_retry,
             allow_private_targets: overrides.allow_private_targets.or(file.allow_private_targets).unwrap_or(false),
+            assets_dir: overrides.assets_dir.or(file.assets_dir),
         })
     }
 

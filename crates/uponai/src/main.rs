@@ -21,6 +21,10 @@ struct Cli {
     /// Directory holding the SQLite database (uponai.db) and recordings [default: uponai-data].
     #[arg(long, env = "UPONAI_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Directory of the offline speech assets, as `scripts/assets` installs them
+    /// [default: $XDG_CACHE_HOME/uponai/assets, else ~/.cache/uponai/assets].
+    #[arg(long, env = "UPONAI_ASSETS_DIR", global = true)]
+    assets_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -159,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 webhook_retry_cap_ms: args.webhook_retry_cap_ms,
                 // Absent means "not given here": the config file may still say true.
                 allow_private_targets: args.allow_private_targets.then_some(true),
+                assets_dir: cli.assets_dir,
             };
             serve(Settings::resolve(overrides, file)?).await
         }

@@ -63,6 +63,8 @@ impl App {
         let recording_links = Arc::new(RecordingLinks::load_or_create(&settings.data_dir, base_url, recordings_dir.clone())?);
         let webhooks =
             Webhooks::new(store.clone(), recording_links.clone(), settings.webhook_retry, settings.egress()).context("webhook client")?;
+        // Checked before anything binds: without the speech assets no call can converse.
+        let speech = Arc::new(crate::calls::voice::Speech::check(settings.assets_dir.as_deref())?);
         let runtime = CallRuntime::new(
             store.clone(),
             webhooks,
@@ -76,6 +78,7 @@ impl App {
                 no_audio_timeout: settings.no_audio_timeout,
                 inbound_queue: settings.inbound_queue,
                 egress: settings.egress(),
+                speech,
             },
         );
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })
@@ -104,6 +107,13 @@ impl App {
             crate::dispatch::batch::spawn(runtime.clone(), dispatcher.clone(), batch);
         }
         let router = tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
+        // Load the speech engines now rather than at the first call (a second or two).
+        let speech = runtime.config.speech.clone();
+        tokio::spawn(async move {
+            if let Err(error) = speech.engines().await {
+                tracing::error!(%error, "speech.load_failed; calls will retry it");
+            }
+        });
         let (sip_down_tx, sip_down) = tokio::sync::watch::channel::<Option<String>>(None);
         let supervisor = tokio::spawn(supervise_sip(runtime.endpoint.clone(), router, sip_down_tx));
         tokio::spawn(runtime.clone().sweep_registered());

@@ -6,22 +6,25 @@
 //! - `outcome`: SIP outcomes → the call's one `disconnection_reason` (pure).
 //! - `outbound`, `inbound`: the two ways a call task starts; both end in `talk`.
 //! - `storage`: what a call's `data_storage_setting` lets it keep (recording, transcript).
-//! - `talk`: the connected call: media, the agent side, and whatever ends it first.
-//! - `prompt`: the agent side until the voice agent exists (plays the begin message).
+//! - `talk`: the connected call: media, the voice agent, and whatever ends it first.
+//! - `conversation`: the agent crate's task wired to a call (settings, media, the engine
+//!   until M7's LLMs, and the transcript and latency it leaves in the call document).
+//! - `voice`: the process's offline speech engines, checked at start, loaded once.
 //!
 //! Architecture Invariant: exactly one task owns a call from dial (or answer) to its end, and
 //! it records the end once; the store refuses a second end.
 
+pub mod conversation;
 pub mod create;
 pub mod inbound;
 pub mod outbound;
 pub mod outcome;
-pub mod prompt;
 pub mod runtime;
 pub mod settings;
 pub mod storage;
 pub mod talk;
 pub mod trunk;
+pub mod voice;
 
 pub use create::{CallLeg, CreateCallError, NewCall, PreparedCall, create_call, prepare_call};
 pub use runtime::{CallRuntime, CallRuntimeConfig};

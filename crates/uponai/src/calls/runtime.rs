@@ -29,6 +29,8 @@ pub struct CallRuntimeConfig {
     pub inbound_queue: Duration,
     /// Which trunk addresses may be dialed (and, for the API, which URLs may be saved).
     pub egress: crate::egress::Egress,
+    /// The offline speech engines every call's agent uses.
+    pub speech: Arc<super::voice::Speech>,
 }
 
 pub struct CallRuntime {

@@ -13,7 +13,7 @@ const DEFAULT_RING: Duration = Duration::from_secs(30);
 /// The longest a call may last (`max_call_duration_ms`).
 const DEFAULT_MAX_CALL: Duration = Duration::from_secs(3_600);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CallSettings {
     /// What the agent says first; `None` when it waits for the other side.
     pub begin_message: Option<String>,
@@ -21,6 +21,22 @@ pub struct CallSettings {
     pub max_call_duration: Duration,
     /// `custom_sip_headers`, name and value, for the INVITE.
     pub custom_sip_headers: Vec<(String, String)>,
+    /// How the voice agent takes turns and speaks.
+    pub agent: AgentFields,
+}
+
+/// The agent fields the voice agent acts on, with Retell's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentFields {
+    pub responsiveness: f64,
+    pub interruption_sensitivity: f64,
+    pub reminder_trigger_ms: Option<u64>,
+    pub reminder_max_count: u32,
+    pub end_call_after_silence_ms: u64,
+    pub voice_speed: f32,
+    pub volume: f32,
+    /// The LLM's `start_speaker` is `user`: the agent waits for the caller.
+    pub user_speaks_first: bool,
 }
 
 impl CallSettings {
@@ -40,7 +56,20 @@ impl CallSettings {
             .flatten()
             .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
             .collect();
+        let number = |value: Option<&Value>, default: f64| value.and_then(Value::as_f64).unwrap_or(default);
+        let llm = |name: &str| document.get("effective_llm").and_then(|llm| llm.get(name));
+        let fields = AgentFields {
+            responsiveness: number(agent("responsiveness"), 1.0),
+            interruption_sensitivity: number(agent("interruption_sensitivity"), 1.0),
+            reminder_trigger_ms: Some(agent("reminder_trigger_ms").and_then(Value::as_u64).unwrap_or(10_000)),
+            reminder_max_count: agent("reminder_max_count").and_then(Value::as_u64).map_or(1, |n| n.min(100) as u32),
+            end_call_after_silence_ms: agent("end_call_after_silence_ms").and_then(Value::as_u64).unwrap_or(600_000),
+            voice_speed: number(agent("voice_speed"), 1.0) as f32,
+            volume: number(agent("volume"), 1.0) as f32,
+            user_speaks_first: llm("start_speaker").and_then(Value::as_str) == Some("user"),
+        };
         Self {
+            agent: fields,
             begin_message,
             ring_duration: millis(agent("ring_duration_ms"), DEFAULT_RING),
             max_call_duration: millis(agent("max_call_duration_ms"), DEFAULT_MAX_CALL),
@@ -69,5 +98,19 @@ mod tests {
         assert_eq!(set.max_call_duration, Duration::from_secs(60));
         assert_eq!(set.begin_message.as_deref(), Some("Hi!"));
         assert_eq!(set.custom_sip_headers, vec![("X-A".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            (set.agent.responsiveness, set.agent.reminder_trigger_ms, set.agent.end_call_after_silence_ms),
+            (1.0, Some(10_000), 600_000)
+        );
+        let document: Document = serde_json::from_value(json!({
+            "effective_agent": {"interruption_sensitivity": 0.5, "end_call_after_silence_ms": 20000, "voice_speed": 1.5},
+            "effective_llm": {"start_speaker": "user"},
+        }))
+        .unwrap();
+        let set = CallSettings::from_document(&document).agent;
+        assert_eq!(
+            (set.interruption_sensitivity, set.end_call_after_silence_ms, set.voice_speed, set.user_speaks_first),
+            (0.5, 20_000, 1.5, true)
+        );
     }
 }

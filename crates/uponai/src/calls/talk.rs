@@ -1,9 +1,10 @@
-//! The connected part of a call, the same whichever side dialed: media runs, the agent side
-//! plays, and the first of hang-up, timeout, silence or shutdown ends it.
+//! The connected part of a call, the same whichever side dialed: media runs, the voice agent
+//! converses, and the first of hang-up, the agent's end, timeout, silence or shutdown ends it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::AgentEvent;
 use media::session::{MediaChannels, Recording, SessionConfig};
 use media::{MediaEvent, MediaParams, MediaSession, MediaStats};
 use serde_json::json;
@@ -14,6 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::conversation::{self, BeginMessageOnly, MediaMouth};
 use super::runtime::CallRuntime;
 use super::settings::CallSettings;
 use super::storage::DataStorage;
@@ -62,13 +64,22 @@ pub async fn talk(
         .keeps_recording()
         .then(|| std::fs::create_dir_all(&rt.config.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() }))
         .flatten();
-    let (to_agent_tx, to_agent_rx) = mpsc::channel(50);
+    let engines = match rt.config.speech.engines().await {
+        Ok(engines) => engines,
+        Err(err) => {
+            tracing::error!(call_id = %call.call_id, error = %err, "call.agent_unavailable");
+            send_bye(rt, leg).await;
+            return Talked { reason: DisconnectionReason::ErrorRetell, stats: MediaStats::default(), patch: Document::new() };
+        }
+    };
+    let (to_agent_tx, mut to_agent_rx) = mpsc::channel(50);
     let (from_agent_tx, from_agent_rx) = mpsc::channel(50);
-    let (_dtmf_tx, dtmf_rx) = mpsc::channel(16);
+    let (dtmf_tx, dtmf_rx) = mpsc::channel(16);
     let (events_tx, mut events) = mpsc::channel(64);
     let config = SessionConfig { no_audio_timeout: rt.config.no_audio_timeout, jitter_depth: 3, recording: recording.clone() };
     let gate = media::PlayoutGate::new();
-    let channels = MediaChannels { to_agent: to_agent_tx, from_agent: from_agent_rx, gate, dtmf_out: dtmf_rx, events: events_tx };
+    let channels =
+        MediaChannels { to_agent: to_agent_tx, from_agent: from_agent_rx, gate: gate.clone(), dtmf_out: dtmf_rx, events: events_tx };
     let session = match MediaSession::start(socket, params, config, channels) {
         Ok(session) => session,
         Err(err) => {
@@ -78,9 +89,24 @@ pub async fn talk(
         }
     };
 
-    let agent_cancel = CancellationToken::new();
-    let begin_message = settings.begin_message.clone();
-    let agent = tokio::spawn(super::prompt::run(begin_message, from_agent_tx, to_agent_rx, agent_cancel.clone()));
+    let providers = agent::Providers {
+        vad: Box::new(engines.offline.vad.detector()),
+        stt: engines.stt.clone(),
+        tts: Arc::new(engines.offline.voice.clone()),
+        engine: Box::new(BeginMessageOnly { begin_message: settings.begin_message.clone() }),
+    };
+    let mouth = Arc::new(MediaMouth { frames: from_agent_tx, gate, dtmf: dtmf_tx });
+    let mut running = conversation::start(conversation::agent_settings(settings), providers, mouth);
+    // Caller audio goes to the agent from a task of its own, so that the call loop is never
+    // paced by the agent; the media task drops (and counts) frames the agent has no room for.
+    let heard = running.heard.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(frame) = to_agent_rx.recv().await {
+            if heard.send(conversation::heard(frame)).await.is_err() {
+                break;
+            }
+        }
+    });
 
     let max_duration = tokio::time::sleep(settings.max_call_duration);
     tokio::pin!(max_duration);
@@ -104,8 +130,25 @@ pub async fn talk(
                     send_bye(rt, leg).await;
                     break DisconnectionReason::ErrorNoAudioReceived;
                 }
-                Some(MediaEvent::Dtmf(digit)) => tracing::info!(call_id = %call.call_id, %digit, "call.dtmf"),
-                Some(MediaEvent::Playout(_)) | None => {}
+                Some(MediaEvent::Dtmf(digit)) => {
+                    tracing::info!(call_id = %call.call_id, %digit, "call.dtmf");
+                    let heard = agent::Heard::Dtmf { at: session.elapsed(), digit };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), running.heard.send(heard)).await;
+                }
+                Some(MediaEvent::Playout(event)) => {
+                    // Reports are few; the agent reads its input all the time.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), running.heard.send(conversation::heard_playout(event))).await;
+                }
+                None => {}
+            },
+            Some(event) = running.events.recv() => match event {
+                AgentEvent::End(end) => {
+                    tracing::info!(call_id = %call.call_id, ?end, "call.agent_ended");
+                    send_bye(rt, leg).await;
+                    break conversation::reason(&end);
+                }
+                AgentEvent::Transfer { to } => tracing::warn!(call_id = %call.call_id, %to, "call.transfer_not_supported_yet"),
+                AgentEvent::TranscriptUpdated => {}
             },
             request = leg.inbox.recv() => {
                 let Some(request) = request else { continue };
@@ -121,10 +164,14 @@ pub async fn talk(
             }
         }
     };
-    agent_cancel.cancel();
-    let _ = agent.await;
+    running.cancel.cancel();
+    forward.abort();
+    let conversation = running.task.await.unwrap_or_default();
     let stats = session.stop().await;
-    let mut patch = Document::new();
+    let mut patch = conversation::document_fields(&conversation);
+    if conversation.n_stuck_turns > 0 {
+        tracing::warn!(call_id = %call.call_id, n = conversation.n_stuck_turns, "call.stuck_turns");
+    }
     patch.insert(
         "media_stats".into(),
         json!({
@@ -134,6 +181,8 @@ pub async fn talk(
             "packets_rejected_source": stats.n_rejected_source,
             "packets_rejected_ssrc": stats.n_rejected_ssrc,
             "ssrc_restarts": stats.n_ssrc_restarts,
+            "agent_frames_dropped": stats.n_agent_frames_dropped,
+            "caller_frames_dropped": stats.n_caller_frames_dropped,
             "latched_to": stats.latched_to.map(|addr| addr.to_string()),
             "send_jitter_p50_ms": stats.send_jitter_quantile_us(0.50) as f64 / 1000.0,
             "send_jitter_p99_ms": stats.send_jitter_quantile_us(0.99) as f64 / 1000.0,

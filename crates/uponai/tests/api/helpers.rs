@@ -56,6 +56,8 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         },
         // Receivers and trunks of the tests are on 127.0.0.1; the guard's own tests turn it on.
         allow_private_targets: true,
+        // The assets `./scripts/test` installed (the default directory).
+        assets_dir: None,
         // Tests place many calls at once; the default CPS of 1 is raised per test where
         // pacing is what is being tested.
     };

@@ -1,0 +1,184 @@
+//! The agent side of a connected call: the `agent` crate's task wired to the call's media,
+//! with the call's settings, and its conversation written into the call document at the end
+//! (`transcript`, `transcript_object`, `latency`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::provider::{BoxFuture, EngineInput, ProviderError, Reply, ResponseEngine};
+use agent::session::{AgentSettings, Deadlines, FRAME_SAMPLES};
+use agent::turn::{Speaker, TurnConfig};
+use agent::{AgentEnd, Conversation, Heard, Mouth};
+use media::{AgentFrame, CallerFrame, Generation, PlayoutEvent, PlayoutGate};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::settings::CallSettings;
+use crate::domain::DisconnectionReason;
+use crate::store::Document;
+
+/// The agent's audio into the media session.
+pub struct MediaMouth {
+    pub frames: mpsc::Sender<AgentFrame>,
+    pub gate: PlayoutGate,
+    pub dtmf: mpsc::Sender<char>,
+}
+
+impl Mouth for MediaMouth {
+    fn speak(&self, generation: Generation, samples: [i16; FRAME_SAMPLES], last: bool) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.frames.send(AgentFrame { generation, samples, last }).await.is_ok() })
+    }
+
+    fn cancel_through(&self, generation: Generation) {
+        self.gate.cancel_through(generation);
+    }
+
+    fn send_dtmf(&self, digits: &str) {
+        for digit in digits.chars().filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')) {
+            if self.dtmf.try_send(digit).is_err() {
+                tracing::warn!("agent.dtmf_dropped: the DTMF queue is full");
+            }
+        }
+    }
+}
+
+/// A caller frame as the agent hears it.
+pub fn heard(frame: CallerFrame) -> Heard {
+    Heard::Audio { at: frame.at, samples: frame.samples, concealed: frame.concealed }
+}
+
+/// A playout report as the agent hears it.
+pub fn heard_playout(event: PlayoutEvent) -> Heard {
+    match event {
+        PlayoutEvent::Started { generation, at } => Heard::PlayoutStarted { generation, at },
+        PlayoutEvent::Ended(report) => Heard::PlayoutEnded {
+            generation: report.generation,
+            frames: report.frames,
+            first_at: report.first_at,
+            last_at: report.last_at,
+            cancelled: report.cancelled,
+        },
+    }
+}
+
+/// The agent settings of a call.
+pub fn agent_settings(settings: &CallSettings) -> AgentSettings {
+    let agent = &settings.agent;
+    AgentSettings {
+        turn: TurnConfig::from_agent(
+            agent.responsiveness,
+            agent.interruption_sensitivity,
+            agent.reminder_trigger_ms,
+            agent.reminder_max_count,
+            agent.end_call_after_silence_ms,
+        ),
+        start_speaker: if agent.user_speaks_first { Speaker::User } else { Speaker::Agent },
+        voice_speed: agent.voice_speed,
+        volume: agent.volume,
+        deadlines: Deadlines::default(),
+    }
+}
+
+/// The `disconnection_reason` of an end the agent chose.
+pub fn reason(end: &AgentEnd) -> DisconnectionReason {
+    match end {
+        AgentEnd::Hangup => DisconnectionReason::AgentHangup,
+        AgentEnd::Inactivity => DisconnectionReason::Inactivity,
+        AgentEnd::SpeechToText(_) => DisconnectionReason::ErrorAsr,
+        AgentEnd::TextToSpeech(_) | AgentEnd::Engine(_) => DisconnectionReason::ErrorRetell,
+    }
+}
+
+/// The engine of an agent on `retell-llm` until LLMs exist (M7): it speaks the begin
+/// message and answers nothing, so a call ends by the caller, by `end_call_after_silence_ms`
+/// (`inactivity`) or by `max_call_duration_ms`.
+pub struct BeginMessageOnly {
+    pub begin_message: Option<String>,
+}
+
+impl ResponseEngine for BeginMessageOnly {
+    fn name(&self) -> &str {
+        "retell-llm (no LLM configured)"
+    }
+
+    fn respond(&mut self, input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>> {
+        let text = match input {
+            EngineInput::Begin => self.begin_message.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        Box::pin(async move { Ok(Reply { text, ..Reply::default() }) })
+    }
+}
+
+/// The conversation's fields of the call document.
+pub fn document_fields(conversation: &Conversation) -> Document {
+    let mut patch = Document::new();
+    let seconds = |d: Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
+    let utterances: Vec<Value> = conversation
+        .utterances
+        .iter()
+        .filter(|u| !u.content.is_empty())
+        .map(|u| {
+            let words: Vec<Value> =
+                u.words.iter().map(|w| json!({"word": w.word, "start": seconds(w.start), "end": seconds(w.end)})).collect();
+            json!({"role": u.role.as_str(), "content": u.content, "words": words})
+        })
+        .collect();
+    patch.insert("transcript".into(), json!(conversation.transcript()));
+    patch.insert("transcript_object".into(), Value::Array(utterances));
+    let latency = &conversation.latency;
+    let mut table = serde_json::Map::new();
+    for (name, values) in [("e2e", &latency.e2e), ("asr", &latency.asr), ("llm", &latency.llm), ("tts", &latency.tts)] {
+        if !values.is_empty() {
+            table.insert(name.into(), percentiles(values));
+        }
+    }
+    patch.insert("latency".into(), Value::Object(table));
+    patch
+}
+
+/// Retell's latency object: `{p50, p90, p95, p99, min, max, num, values}` in ms.
+fn percentiles(values: &[u32]) -> Value {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let at = |q: f64| {
+        // Nearest rank.
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    };
+    json!({
+        "p50": at(0.50), "p90": at(0.90), "p95": at(0.95), "p99": at(0.99),
+        "min": sorted[0], "max": sorted[sorted.len() - 1], "num": sorted.len(), "values": values,
+    })
+}
+
+/// The agent's task, spawned: its channels and the join handle.
+pub struct RunningAgent {
+    pub heard: mpsc::Sender<Heard>,
+    pub events: mpsc::Receiver<agent::AgentEvent>,
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Conversation>,
+}
+
+/// Starts the agent of a call.
+pub fn start(settings: AgentSettings, providers: agent::Providers, mouth: Arc<dyn Mouth>) -> RunningAgent {
+    let (heard_tx, heard_rx) = mpsc::channel(64);
+    let (events_tx, events_rx) = mpsc::channel(16);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(agent::session::run(settings, providers, heard_rx, mouth, events_tx, cancel.clone()));
+    RunningAgent { heard: heard_tx, events: events_rx, cancel, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_has_retells_percentile_shape() {
+        let value = percentiles(&[300, 100, 200, 400]);
+        assert_eq!(
+            value,
+            json!({"p50": 200, "p90": 400, "p95": 400, "p99": 400, "min": 100, "max": 400, "num": 4, "values": [300, 100, 200, 400]})
+        );
+    }
+}
