@@ -7,15 +7,19 @@
 //! - [`provider`]: the object-safe traits of VAD, speech-to-text, text-to-speech and the
 //!   response engine (**API Boundary**), and the deadline every provider call runs under.
 //! - [`conversation`]: the transcript and latency samples a call produces.
+//! - [`flow`]: Retell's conversation flows as a response engine, with the offline matcher of
+//!   `prompt` conditions; [`template`]: `{{variable}}` filling.
 //! - [`text`]: sentence splitting.
 //! - [`session`]: the agent task of one call, the Tokio adapter around `turn`.
 //! - [`offline`]: the embedded engines, loaded from the assets directory: Silero VAD and the
 //!   Piper voice (ONNX Runtime, opened at run time), Whisper (a CTranslate2 worker process).
 
 pub mod conversation;
+pub mod flow;
 pub mod offline;
 pub mod provider;
 pub mod session;
+pub mod template;
 pub mod text;
 pub mod turn;
 

@@ -64,7 +64,7 @@ impl App {
         let webhooks =
             Webhooks::new(store.clone(), recording_links.clone(), settings.webhook_retry, settings.egress()).context("webhook client")?;
         // Checked before anything binds: without the speech assets no call can converse.
-        let speech = Arc::new(crate::calls::voice::Speech::check(settings.assets_dir.as_deref())?);
+        let speech = crate::calls::voice::Speech::check(settings.assets_dir.as_deref())?;
         let runtime = CallRuntime::new(
             store.clone(),
             webhooks,

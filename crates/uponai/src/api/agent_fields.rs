@@ -202,11 +202,8 @@ impl AgentFields {
             Some(ResponseEngine::CustomLlm { llm_websocket_url }) => {
                 url("response_engine.llm_websocket_url", llm_websocket_url, &["ws", "wss"])?;
             }
-            Some(ResponseEngine::ConversationFlow { .. }) => {
-                return Err(ApiError::field(
-                    "response_engine.type",
-                    "conversation-flow engines are not supported by this install yet; use retell-llm or custom-llm",
-                ));
+            Some(ResponseEngine::ConversationFlow { version: Some(Some(v)), .. }) if *v < 0 => {
+                return Err(ApiError::field("response_engine.version", "must be non-negative"));
             }
             Some(ResponseEngine::RetellLlm { version: Some(Some(v)), .. }) if *v < 0 => {
                 return Err(ApiError::field("response_engine.version", "must be non-negative"));

@@ -18,7 +18,7 @@ use super::paging::{ListQuery, Paginated};
 use super::validate::{from_document, merged, to_document};
 use super::{ApiState, VersionQuery, voices};
 use crate::domain::{AgentId, AgentVersionRef, LlmId, WorkspaceId};
-use crate::store::{AGENTS, Document, LLMS, PageRequest, VersionRow};
+use crate::store::{AGENTS, Document, FLOWS, LLMS, PageRequest, VersionRow};
 
 /// One version of an agent.
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,6 +127,20 @@ pub(crate) async fn check_references(state: &ApiState, workspace_id: &WorkspaceI
                 ApiError::NotFound(_) => {
                     ApiError::field(&field, format!("{llm_id:?} (version {version:?}) is not a retell llm of this workspace"))
                 }
+                other => other,
+            }
+        })?;
+    }
+    if let Some(ResponseEngine::ConversationFlow { conversation_flow_id, version }) = &fields.response_engine {
+        let field = format!("{prefix}response_engine.conversation_flow_id");
+        let not_ours = || {
+            ApiError::field(&field, format!("{conversation_flow_id:?} (version {version:?}) is not a conversation flow of this workspace"))
+        };
+        let parsed = crate::domain::FlowId::parse(conversation_flow_id).ok_or_else(not_ours)?;
+        let selector = version.flatten().map(AgentVersionRef::Number);
+        state.store.get_versioned(FLOWS, workspace_id, parsed.as_str(), selector).await.map_err(|err| {
+            match ApiError::from_store(err, "") {
+                ApiError::NotFound(_) => not_ours(),
                 other => other,
             }
         })?;
@@ -332,6 +346,17 @@ pub async fn publish_agent_version(
             .await
             .map_err(|err| ApiError::from_store(err, format!("retell llm {llm_id}")))?;
         let pinned = ResponseEngine::RetellLlm { llm_id, version: Some(Some(llm.version)) };
+        patch.insert("response_engine".into(), serde_json::to_value(pinned).map_err(anyhow::Error::from)?);
+    } else if let Some(ResponseEngine::ConversationFlow { conversation_flow_id, version }) = fields.response_engine {
+        let not_found = |err| ApiError::from_store(err, format!("conversation flow {conversation_flow_id}"));
+        let selector = version.flatten().map(AgentVersionRef::Number);
+        let flow = state.store.get_versioned(FLOWS, workspace_id, &conversation_flow_id, selector).await.map_err(not_found)?;
+        state
+            .store
+            .publish_versioned(FLOWS, workspace_id, &conversation_flow_id, flow.version, &Document::new())
+            .await
+            .map_err(not_found)?;
+        let pinned = ResponseEngine::ConversationFlow { conversation_flow_id, version: Some(Some(flow.version)) };
         patch.insert("response_engine".into(), serde_json::to_value(pinned).map_err(anyhow::Error::from)?);
     }
     state.store.publish_versioned(AGENTS, workspace_id, agent_id.as_str(), body.version, &patch).await.map_err(not_found)?;

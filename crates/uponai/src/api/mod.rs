@@ -21,6 +21,7 @@ mod call_view;
 mod calls;
 mod error;
 mod extract;
+mod flows;
 mod llms;
 mod nullable;
 mod numbers;
@@ -78,6 +79,11 @@ impl VersionQuery {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/create-conversation-flow", post(flows::create_flow))
+        .route("/get-conversation-flow/{conversation_flow_id}", get(flows::get_flow))
+        .route("/update-conversation-flow/{conversation_flow_id}", patch(flows::update_flow))
+        .route("/v2/list-conversation-flows", get(flows::list_flows))
+        .route("/delete-conversation-flow/{conversation_flow_id}", delete(flows::delete_flow))
         .route("/create-retell-llm", post(llms::create_llm))
         .route("/get-retell-llm/{llm_id}", get(llms::get_llm))
         .route("/update-retell-llm/{llm_id}", patch(llms::update_llm))

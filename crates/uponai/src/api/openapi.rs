@@ -5,13 +5,14 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, batches, calls, llms, numbers, recordings, uponai, voices, webhooks, workspace};
+use super::{agents, batches, calls, flows, llms, numbers, recordings, uponai, voices, webhooks, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "uponai", description = "Self-hosted voice-AI calling; wire-compatible with the Retell API."),
     paths(
         llms::create_llm, llms::get_llm, llms::update_llm, llms::list_llms, llms::delete_llm,
+        flows::create_flow, flows::get_flow, flows::update_flow, flows::list_flows, flows::delete_flow,
         agents::create_agent, agents::get_agent, agents::update_agent, agents::list_agents,
         agents::delete_agent, agents::publish_agent_version, agents::list_agent_versions,
         agents::get_agent_versions, agents::create_agent_version, agents::delete_agent_version,

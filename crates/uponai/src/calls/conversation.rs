@@ -2,9 +2,11 @@
 //! with the call's settings, and its conversation written into the call document at the end
 //! (`transcript`, `transcript_object`, `latency`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::flow::{Flow, FlowEngine};
 use agent::provider::{BoxFuture, EngineInput, ProviderError, Reply, ResponseEngine};
 use agent::session::{AgentSettings, Deadlines, FRAME_SAMPLES};
 use agent::turn::{Speaker, TurnConfig};
@@ -14,8 +16,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::settings::CallSettings;
-use crate::domain::DisconnectionReason;
-use crate::store::Document;
+use super::voice::Speech;
+use crate::domain::{Direction, DisconnectionReason};
+use crate::store::{CallRow, Document};
 
 /// The agent's audio into the media session.
 pub struct MediaMouth {
@@ -77,6 +80,47 @@ pub fn agent_settings(settings: &CallSettings) -> AgentSettings {
         volume: agent.volume,
         deadlines: Deadlines::default(),
     }
+}
+
+/// The agent settings and response engine of a call: its conversation flow, if the agent is on
+/// `conversation-flow` (whose `start_speaker` then decides who speaks first), else the begin
+/// message only.
+pub fn engine(call: &CallRow, settings: &CallSettings) -> (AgentSettings, Box<dyn ResponseEngine>) {
+    let mut agent_settings = agent_settings(settings);
+    if let Some(document) = &settings.flow {
+        match Flow::parse(document) {
+            Ok(flow) => {
+                agent_settings.start_speaker = flow.start_speaker;
+                return (agent_settings, Box::new(FlowEngine::new(flow, variables(call, settings), None)));
+            }
+            // The API checked it when it was saved; a stored flow that no longer parses is a
+            // defect, and the agent then says nothing rather than guessing.
+            Err(error) => tracing::error!(call_id = %call.call_id, %error, "call.flow_unreadable"),
+        }
+    }
+    (agent_settings, Box::new(BeginMessageOnly { begin_message: settings.begin_message.clone() }))
+}
+
+/// The call's dynamic variables and Retell's system variables.
+fn variables(call: &CallRow, settings: &CallSettings) -> HashMap<String, String> {
+    let (user, agent) = match call.direction {
+        Direction::Inbound => (&call.from_number, &call.to_number),
+        Direction::Outbound => (&call.to_number, &call.from_number),
+    };
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("call_id".to_owned(), call.call_id.to_string()),
+        ("call_type".to_owned(), call.call_type.as_str().to_owned()),
+        ("direction".to_owned(), call.direction.as_str().to_owned()),
+        ("user_number".to_owned(), user.clone()),
+        ("agent_number".to_owned(), agent.clone()),
+        ("session_type".to_owned(), "voice".to_owned()),
+        ("current_time".to_owned(), now.strftime("%A, %B %-d, %Y at %-I:%M %p UTC").to_string()),
+        ("current_hour".to_owned(), now.strftime("%-H").to_string()),
+        ("current_calendar".to_owned(), now.strftime("%Y-%m-%d (%A)").to_string()),
+    ]);
+    vars.extend(settings.dynamic_variables.iter().cloned());
+    vars
 }
 
 /// The `disconnection_reason` of an end the agent chose.
@@ -160,12 +204,36 @@ pub struct RunningAgent {
     pub task: tokio::task::JoinHandle<Conversation>,
 }
 
-/// Starts the agent of a call.
-pub fn start(settings: AgentSettings, providers: agent::Providers, mouth: Arc<dyn Mouth>) -> RunningAgent {
+/// Starts the agent of a call. The media runs meanwhile: if the engines are still loading
+/// (the first call after start), the agent begins once they are, and caller audio that did
+/// not fit in its queue until then is dropped and counted by the media task. Engines that
+/// fail to load end the call (`error_retell`).
+pub fn start(speech: Arc<Speech>, settings: AgentSettings, engine: Box<dyn ResponseEngine>, mouth: Arc<dyn Mouth>) -> RunningAgent {
     let (heard_tx, heard_rx) = mpsc::channel(64);
     let (events_tx, events_rx) = mpsc::channel(16);
     let cancel = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(agent::session::run(settings, providers, heard_rx, mouth, events_tx, cancel.clone()));
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move {
+        let engines = tokio::select! {
+            () = stop.cancelled() => return Conversation::default(),
+            engines = speech.engines() => engines,
+        };
+        let engines = match engines {
+            Ok(engines) => engines,
+            Err(error) => {
+                tracing::error!(%error, "call.agent_unavailable");
+                let _ = events_tx.send(agent::AgentEvent::End(AgentEnd::Engine(error))).await;
+                return Conversation::default();
+            }
+        };
+        let providers = agent::Providers {
+            vad: Box::new(engines.offline.vad.detector()),
+            stt: engines.stt.clone(),
+            tts: Arc::new(engines.offline.voice.clone()),
+            engine,
+        };
+        agent::session::run(settings, providers, heard_rx, mouth, events_tx, stop).await
+    });
     RunningAgent { heard: heard_tx, events: events_rx, cancel, task }
 }
 

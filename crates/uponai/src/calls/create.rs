@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::domain::agent::{EngineRef, engine_ref};
 use crate::domain::limits::{CpsProvider, TrunkRef};
 use crate::domain::{AgentId, AgentVersionRef, AgentWeights, CallId, CallStatus, CallType, DialString, Direction, WorkspaceId};
-use crate::store::{AGENTS, CallRow, Document, LLMS, Store, StoreError};
+use crate::store::{AGENTS, CallRow, Document, FLOWS, LLMS, Store, StoreError};
 
 /// Which kind of leg the call is.
 #[derive(Clone, Debug)]
@@ -165,6 +165,20 @@ pub async fn prepare_call(store: &Store, workspace_id: &WorkspaceId, request: Ne
             effective_llm.extend(request.retell_llm_override.clone());
             document.insert("effective_llm".into(), Value::Object(effective_llm));
             document.insert("llm_version".into(), json!(llm.version));
+        }
+        Some(EngineRef::ConversationFlow { flow_id, version }) if request.retell_llm_override.is_empty() => {
+            let flow =
+                store.get_versioned(FLOWS, workspace_id, flow_id.as_str(), version.map(AgentVersionRef::Number)).await.map_err(|err| {
+                    match err {
+                        StoreError::NotFound => invalid(
+                            "agent_override",
+                            format!("the agent's conversation flow {flow_id} (version {version:?}) no longer exists"),
+                        ),
+                        other => other.into(),
+                    }
+                })?;
+            document.insert("effective_flow".into(), Value::Object(flow.document));
+            document.insert("conversation_flow_version".into(), json!(flow.version));
         }
         _ if !request.retell_llm_override.is_empty() => {
             return Err(invalid("agent_override", "retell_llm overrides need an agent with a retell-llm response engine"));

@@ -23,6 +23,10 @@ pub struct CallSettings {
     pub custom_sip_headers: Vec<(String, String)>,
     /// How the voice agent takes turns and speaks.
     pub agent: AgentFields,
+    /// The conversation flow of an agent on `conversation-flow` (`effective_flow`).
+    pub flow: Option<Document>,
+    /// `retell_llm_dynamic_variables` of the call.
+    pub dynamic_variables: Vec<(String, String)>,
 }
 
 /// The agent fields the voice agent acts on, with Retell's defaults.
@@ -68,7 +72,18 @@ impl CallSettings {
             volume: number(agent("volume"), 1.0) as f32,
             user_speaks_first: llm("start_speaker").and_then(Value::as_str) == Some("user"),
         };
+        let flow = document.get("effective_flow").and_then(Value::as_object).cloned();
+        let dynamic_variables = document
+            .get("retell_llm_dynamic_variables")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(_, value)| !value.is_null())
+            .map(|(name, value)| (name.clone(), value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())))
+            .collect();
         Self {
+            flow,
+            dynamic_variables,
             agent: fields,
             begin_message,
             ring_duration: millis(agent("ring_duration_ms"), DEFAULT_RING),

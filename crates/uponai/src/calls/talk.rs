@@ -15,7 +15,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::conversation::{self, BeginMessageOnly, MediaMouth};
+use super::conversation::{self, MediaMouth};
 use super::runtime::CallRuntime;
 use super::settings::CallSettings;
 use super::storage::DataStorage;
@@ -64,14 +64,6 @@ pub async fn talk(
         .keeps_recording()
         .then(|| std::fs::create_dir_all(&rt.config.recordings_dir).ok().map(|()| Recording { stereo: stereo.clone(), mono: mono.clone() }))
         .flatten();
-    let engines = match rt.config.speech.engines().await {
-        Ok(engines) => engines,
-        Err(err) => {
-            tracing::error!(call_id = %call.call_id, error = %err, "call.agent_unavailable");
-            send_bye(rt, leg).await;
-            return Talked { reason: DisconnectionReason::ErrorRetell, stats: MediaStats::default(), patch: Document::new() };
-        }
-    };
     let (to_agent_tx, mut to_agent_rx) = mpsc::channel(50);
     let (from_agent_tx, from_agent_rx) = mpsc::channel(50);
     let (dtmf_tx, dtmf_rx) = mpsc::channel(16);
@@ -89,14 +81,9 @@ pub async fn talk(
         }
     };
 
-    let providers = agent::Providers {
-        vad: Box::new(engines.offline.vad.detector()),
-        stt: engines.stt.clone(),
-        tts: Arc::new(engines.offline.voice.clone()),
-        engine: Box::new(BeginMessageOnly { begin_message: settings.begin_message.clone() }),
-    };
     let mouth = Arc::new(MediaMouth { frames: from_agent_tx, gate, dtmf: dtmf_tx });
-    let mut running = conversation::start(conversation::agent_settings(settings), providers, mouth);
+    let (agent_settings, engine) = conversation::engine(call, settings);
+    let mut running = conversation::start(rt.config.speech.clone(), agent_settings, engine, mouth);
     // Caller audio goes to the agent from a task of its own, so that the call loop is never
     // paced by the agent; the media task drops (and counts) frames the agent has no room for.
     let heard = running.heard.clone();

@@ -1,6 +1,7 @@
-//! The process's offline speech engines, shared by every call: checked at start (a missing
-//! asset stops `serve` with the command that installs it), loaded at the first call that
-//! needs them (a second or so), then kept.
+//! The process's offline speech engines, shared by every call (and by every app of a process,
+//! as in the tests: one Piper model and one pool of Whisper workers per assets directory):
+//! checked at start (a missing asset stops `serve` with the command that installs it),
+//! loaded in the background at start, then kept.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use tokio::sync::OnceCell;
 
 /// Whisper workers decoding at once: one per core of this 2-core class of machine.
 const STT_WORKERS: usize = 2;
+
+/// The engines of each assets directory this process uses.
+static SHARED: std::sync::Mutex<Vec<Arc<Speech>>> = std::sync::Mutex::new(Vec::new());
 
 pub struct Speech {
     assets: Assets,
@@ -33,10 +37,16 @@ impl std::fmt::Debug for Speech {
 impl Speech {
     /// Finds the assets (`--assets-dir`, `UPONAI_ASSETS_DIR`, else the user cache) and checks
     /// them; the error names `scripts/assets`.
-    pub fn check(assets_dir: Option<&Path>) -> Result<Self, agent::offline::AssetsError> {
+    pub fn check(assets_dir: Option<&Path>) -> Result<Arc<Self>, agent::offline::AssetsError> {
         let assets = Assets::locate(assets_dir);
         assets.check()?;
-        Ok(Self { assets, loaded: OnceCell::new() })
+        let mut shared = SHARED.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(speech) = shared.iter().find(|speech| speech.assets.dir() == assets.dir()) {
+            return Ok(speech.clone());
+        }
+        let speech = Arc::new(Self { assets, loaded: OnceCell::new() });
+        shared.push(speech.clone());
+        Ok(speech)
     }
 
     /// The engines, loading them on first use.

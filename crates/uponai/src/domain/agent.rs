@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::LlmId;
+use super::{FlowId, LlmId};
 
 /// The response engine of an effective agent configuration, as far as the call path cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +16,11 @@ pub enum EngineRef {
     CustomLlm {
         websocket_url: String,
     },
+    /// A conversation flow of the workspace; `None` version means its latest.
+    ConversationFlow {
+        flow_id: FlowId,
+        version: Option<i64>,
+    },
 }
 
 pub fn engine_ref(document: &serde_json::Map<String, Value>) -> Option<EngineRef> {
@@ -26,6 +31,10 @@ pub fn engine_ref(document: &serde_json::Map<String, Value>) -> Option<EngineRef
             version: engine.get("version").and_then(Value::as_i64),
         }),
         "custom-llm" => Some(EngineRef::CustomLlm { websocket_url: engine.get("llm_websocket_url")?.as_str()?.to_owned() }),
+        "conversation-flow" => Some(EngineRef::ConversationFlow {
+            flow_id: FlowId::parse(engine.get("conversation_flow_id")?.as_str()?)?,
+            version: engine.get("version").and_then(Value::as_i64),
+        }),
         _ => None,
     }
 }

@@ -62,6 +62,11 @@ id_type!(
     "llm_"
 );
 id_type!(
+    /// A conversation-flow response engine, shared by all of its versions.
+    FlowId,
+    "conversation_flow_"
+);
+id_type!(
     /// A call, inbound or outbound.
     CallId,
     "call_"

@@ -16,7 +16,7 @@ pub mod version;
 pub mod weights;
 
 pub use call::{CallStatus, CallType, Direction, DisconnectionReason, Termination, TerminationResult};
-pub use ids::{AgentId, CallId, EventId, KeyId, LlmId, WorkspaceId};
+pub use ids::{AgentId, CallId, EventId, FlowId, KeyId, LlmId, WorkspaceId};
 pub use phone::{DialString, E164};
 pub use trunk::{TerminationUri, Transport};
 pub use version::AgentVersionRef;

@@ -33,7 +33,7 @@ pub use call_states::{CallEnd, EventPlan};
 pub use calls::CallRow;
 pub use numbers::{NumberRow, PasswordChange};
 pub use paging::{Page, PageRequest};
-pub use versioned::{AGENTS, LLMS, VersionRow, Versioned};
+pub use versioned::{AGENTS, FLOWS, LLMS, VersionRow, Versioned};
 pub use webhooks::{AfterAttempt, AttemptRecord, AttemptRow, DeliveryState, NewWebhook, WebhookRow};
 pub use workspaces::{ApiKeyRow, AuthenticatedKey};
 

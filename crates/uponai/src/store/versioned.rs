@@ -1,4 +1,4 @@
-//! Versioned documents: agents and Retell LLMs.
+//! Versioned documents: agents, Retell LLMs and conversation flows.
 //!
 //! Each has a parent row (id, workspace, creation time) and numbered versions. Version 0 is
 //! created with the parent. A published version is immutable; editing "the latest" when the
@@ -22,6 +22,13 @@ pub struct Versioned {
 }
 
 pub const AGENTS: Versioned = Versioned { parent_table: "agents", versions_table: "agent_versions", id_column: "agent_id", noun: "agent" };
+
+pub const FLOWS: Versioned = Versioned {
+    parent_table: "conversation_flows",
+    versions_table: "conversation_flow_versions",
+    id_column: "conversation_flow_id",
+    noun: "conversation flow",
+};
 
 pub const LLMS: Versioned =
     Versioned { parent_table: "retell_llms", versions_table: "retell_llm_versions", id_column: "llm_id", noun: "retell llm" };

@@ -59,6 +59,19 @@ fn write_pcap(path: &Path, audio: &[i16]) {
     std::fs::write(path, out).unwrap();
 }
 
+/// A persona's audio: each line spoken from its start time (seconds from the answer), then
+/// `tail` seconds of silence.
+async fn persona(speech: &OfflineSpeech, lines: &[(f64, &str)], tail: f64) -> Vec<i16> {
+    let mut audio = Vec::new();
+    for (at, line) in lines {
+        audio.resize(((at * 8000.0) as usize).max(audio.len()), 0);
+        audio.extend(speech.voice.synthesize((*line).into(), 1.0).await.unwrap());
+    }
+    let end = audio.len() + (tail * 8000.0) as usize;
+    audio.resize(end, 0);
+    audio
+}
+
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace()
         .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
@@ -86,11 +99,9 @@ async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
     let app = spawn_app().await;
     let assets = Assets::locate(None);
     let speech = OfflineSpeech::load(&assets).await.unwrap_or_else(|e| panic!("{e}"));
-    // The persona: quiet for 4 s while greeted, says its phrase, then quiet.
-    let voice = speech.voice.synthesize(PHRASE.into(), 1.0).await.unwrap();
-    let mut persona = vec![0i16; 4 * 8000];
-    persona.extend(&voice);
-    persona.extend(vec![0i16; 3 * 8000]);
+    // The persona: quiet for 7 s while greeted (the greeting takes ~3 s; the rest is room
+    // for a loaded machine), says its phrase, then quiet.
+    let persona = persona(&speech, &[(7.0, PHRASE)], 3.0).await;
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("persona.pcap");
     write_pcap(&pcap, &persona);
@@ -122,17 +133,83 @@ async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
     assert!(recall(PHRASE, heard) >= 0.9, "the agent heard {heard:?}");
     let transcript = call["transcript"].as_str().unwrap();
     assert!(transcript.starts_with(&format!("Agent: {GREETING}\nUser: ")), "{transcript}");
-    // Word times are seconds from the answer: the persona spoke from 4 s on.
+    // Word times are seconds from the answer: the persona spoke from 7 s on.
     let first_user_word = utterances[1]["words"][0]["start"].as_f64().unwrap();
-    assert!((3.6..5.0).contains(&first_user_word), "the persona's first word at {first_user_word} s");
+    assert!((6.6..8.0).contains(&first_user_word), "the persona's first word at {first_user_word} s");
     let greeting_end = utterances[0]["words"].as_array().unwrap().last().unwrap()["end"].as_f64().unwrap();
-    assert!(greeting_end > 1.0 && greeting_end < 4.0, "greeting ended at {greeting_end} s");
+    assert!(greeting_end > 1.0 && greeting_end < 7.0, "greeting ended at {greeting_end} s");
 
     // On the wire: the recording's agent channel says the greeting.
     let stereo = download_recording(call["recording_multi_channel_url"].as_str().unwrap()).await;
     let agent_side: Vec<i16> = channel(&stereo, 1).iter().map(|s| *s as i16).collect();
     let stt = WhisperWorkers::new(&assets, &agent::offline::whisper::worker_program(), 1);
-    let said = stt.transcribe(agent_side[..(4 * 8000).min(agent_side.len())].to_vec()).await.unwrap();
+    let said = stt.transcribe(agent_side[..(7 * 8000).min(agent_side.len())].to_vec()).await.unwrap();
     println!("transcript:\n{transcript}\nagent channel heard: {said:?}\nlatency: {}", call["latency"]);
     assert!(recall(GREETING, &said) >= 0.85, "the recording's agent channel says {said:?}");
+}
+
+/// The demo's kind of flow: greet by `{{name}}`, ask yes or no, branch, confirm, end.
+fn appointment_flow() -> serde_json::Value {
+    json!({
+        "start_speaker": "agent",
+        "start_node_id": "greet",
+        "default_dynamic_variables": {"name": "there"},
+        "nodes": [
+            {"id": "greet", "type": "conversation", "instruction": {"type": "static_text", "text": "Hi {{name}}, this is the dental office. Can you come on Tuesday?"},
+             "edges": [
+                {"id": "yes", "transition_condition": {"type": "prompt", "prompt": "User said yes"}, "destination_node_id": "confirm"},
+                {"id": "no", "transition_condition": {"type": "prompt", "prompt": "User said no"}, "destination_node_id": "sorry"}]},
+            {"id": "confirm", "type": "conversation", "instruction": {"type": "static_text", "text": "Great, you are booked for Tuesday."},
+             "skip_response_edge": {"id": "s1", "transition_condition": {"type": "prompt", "prompt": "Skip response"}, "destination_node_id": "bye"}},
+            {"id": "sorry", "type": "conversation", "instruction": {"type": "static_text", "text": "No problem, we will call you back."},
+             "skip_response_edge": {"id": "s2", "transition_condition": {"type": "prompt", "prompt": "Skip response"}, "destination_node_id": "bye"}},
+            {"id": "bye", "type": "end", "instruction": {"type": "static_text", "text": "Goodbye {{name}}."}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_node() {
+    let app = spawn_app().await;
+    let assets = Assets::locate(None);
+    let speech = OfflineSpeech::load(&assets).await.unwrap_or_else(|e| panic!("{e}"));
+    let persona = persona(&speech, &[(8.0, "Yes, that works for me.")], 20.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("persona.pcap");
+    write_pcap(&pcap, &persona);
+    let sipp = Sipp::uas_from_template("answer_persona_wait_bye.xml", Transport::Udp, &[("__PCAP__", pcap.to_str().unwrap())]);
+
+    let flow = app.post("/create-conversation-flow", appointment_flow()).await;
+    assert_eq!(flow.status, reqwest::StatusCode::CREATED, "{}", flow.body);
+    let flow_id = flow.body["conversation_flow_id"].as_str().unwrap();
+    let engine = json!({"type": "conversation-flow", "conversation_flow_id": flow_id});
+    let agent = app.post("/create-agent", json!({"voice_id": "espeak-en-us-male", "response_engine": engine})).await;
+    assert_eq!(agent.status, reqwest::StatusCode::CREATED, "{}", agent.body);
+    let agent_id = agent.body["agent_id"].as_str().unwrap();
+    import_on_trunk(&app, FROM, sipp.addr(), Transport::Udp, agent_id, json!({})).await;
+
+    let body = json!({"from_number": FROM, "to_number": TO, "retell_llm_dynamic_variables": {"name": "Ada"}});
+    let reply = app.post("/v2/create-phone-call", body).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    let call_id = reply.body["call_id"].as_str().unwrap().to_owned();
+    let call = wait_for_end(&app, &call_id, Duration::from_secs(60)).await;
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
+
+    let transcript = call["transcript"].as_str().unwrap_or_default();
+    println!("transcript:\n{transcript}\nlatency: {}", call["latency"]);
+    assert_eq!(call["disconnection_reason"], "agent_hangup", "{transcript}");
+    let lines: Vec<&str> = transcript.lines().collect();
+    assert_eq!(lines.len(), 3, "{transcript}");
+    assert_eq!(lines[0], "Agent: Hi Ada, this is the dental office. Can you come on Tuesday?");
+    assert!(recall("Yes, that works for me.", lines[1].trim_start_matches("User: ")) >= 0.8, "{}", lines[1]);
+    assert_eq!(lines[2], "Agent: Great, you are booked for Tuesday. Goodbye Ada.");
+    // One answered turn: e2e from the persona's last speech to the answer's first packet.
+    let e2e = &call["latency"]["e2e"];
+    assert_eq!(e2e["num"], 1, "{}", call["latency"]);
+    let e2e_ms = e2e["p50"].as_f64().unwrap();
+    let agent_answer_start = call["transcript_object"][2]["words"][0]["start"].as_f64().unwrap();
+    let user_end = call["transcript_object"][1]["words"].as_array().unwrap().last().unwrap()["end"].as_f64().unwrap();
+    let seen = (agent_answer_start - user_end) * 1000.0;
+    assert!((seen - e2e_ms).abs() < 60.0, "latency {e2e_ms} ms agrees with the word times ({seen} ms)");
+    assert!(e2e_ms > 400.0 && e2e_ms < 5000.0, "{e2e_ms}");
 }
