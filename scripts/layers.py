@@ -19,8 +19,10 @@ SRC = os.path.join(ROOT, "crates", "uponai", "src")
 
 # Top first. The wiring at the top may use anything below it.
 LAYERS = [
-    ["main", "startup", "cli_batch"],
+    ["main", "cli_batch", "demo"],
+    ["startup"],
     ["config", "telemetry"],
+    ["sim"],
     ["api"],
     ["dispatch"],
     ["calls"],

@@ -73,6 +73,43 @@ def test_llm_create_retrieve_update_list_delete(client):
     assert err.value.body["status"] == "error"
 
 
+def appointment_flow_nodes():
+    return [
+        {"id": "greet", "type": "conversation", "instruction": {"type": "static_text", "text": "Hi {{name}}, can you come Tuesday?"},
+         "edges": [{"id": "yes", "transition_condition": {"type": "prompt", "prompt": "User said yes"}, "destination_node_id": "bye"}]},
+        {"id": "bye", "type": "end", "instruction": {"type": "static_text", "text": "Goodbye."}},
+    ]
+
+
+def test_conversation_flow_create_retrieve_update_list_delete_and_an_agent_on_it(client):
+    flow = client.conversation_flow.create(
+        nodes=appointment_flow_nodes(), start_speaker="agent", start_node_id="greet",
+        default_dynamic_variables={"name": "there"},
+    )
+    assert flow.conversation_flow_id.startswith("conversation_flow_") and flow.version == 0
+    got = client.conversation_flow.retrieve(flow.conversation_flow_id)
+    assert got.start_node_id == "greet" and got.nodes[0].id == "greet" and got.default_dynamic_variables == {"name": "there"}
+    updated = client.conversation_flow.update(flow.conversation_flow_id, global_prompt="Be brief.")
+    assert updated.global_prompt == "Be brief." and len(updated.nodes) == 2
+    listed = client.conversation_flow.list(limit=100)
+    assert flow.conversation_flow_id in [item.conversation_flow_id for item in listed.items]
+    agent = client.agent.create(
+        response_engine={"type": "conversation-flow", "conversation_flow_id": flow.conversation_flow_id},
+        voice_id="piper-en_US-joe-medium",
+    )
+    assert agent.response_engine.type == "conversation-flow"
+    # A flow whose edge leads nowhere is refused, naming the field.
+    with pytest.raises(retell.BadRequestError) as err:
+        client.conversation_flow.update(flow.conversation_flow_id, start_node_id="nowhere")
+    assert "start_node_id" in err.value.body["message"]
+    # In use by the agent: deleting needs force.
+    with pytest.raises(retell.BadRequestError):
+        client.conversation_flow.delete(flow.conversation_flow_id)
+    client.conversation_flow.delete(flow.conversation_flow_id, force_delete=True)
+    with pytest.raises(retell.UnprocessableEntityError):
+        client.conversation_flow.retrieve(flow.conversation_flow_id)
+
+
 # --- Agents and versions ----------------------------------------------------------------
 
 def test_agent_versions_publish_branch_and_delete(client):

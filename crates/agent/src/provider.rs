@@ -40,6 +40,11 @@ pub trait Vad: Send {
 pub trait SpeechToText: Send + Sync {
     fn name(&self) -> &str;
     fn transcribe(&self, audio: Vec<i16>) -> BoxFuture<'_, Result<String, ProviderError>>;
+    /// Whether a request now would wait for others: speculative decodes are then skipped,
+    /// so that an overloaded machine spends its time on the transcripts that end turns.
+    fn is_busy(&self) -> bool {
+        false
+    }
 }
 
 /// Text to speech: one sentence to 8 kHz audio.

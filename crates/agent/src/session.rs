@@ -50,7 +50,8 @@ pub struct Deadlines {
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Self { stt: Duration::from_secs(10), tts: Duration::from_secs(10), engine: Duration::from_secs(10) }
+        // Speech-to-text includes the wait for a free decoder (two per machine of this class).
+        Self { stt: Duration::from_secs(20), tts: Duration::from_secs(10), engine: Duration::from_secs(10) }
     }
 }
 
@@ -386,6 +387,13 @@ impl Agent {
         match decision {
             Decision::UserTurnStarted { turn, at } => tracing::debug!(turn, ?at, "agent.user_turn_started"),
             Decision::Transcribe { request, from, to, speculative } => {
+                if speculative && ctx.stt.is_busy() {
+                    // No decoder is free: the turn asks again once it has ended.
+                    tracing::debug!(request, "agent.speculative_decode_skipped");
+                    let more = self.turns.handle(Input::TranscribeSkipped { request });
+                    debug_assert!(more.is_empty(), "a skip decides nothing by itself");
+                    return;
+                }
                 let audio = self.audio.span(from, to);
                 let stt = ctx.stt.clone();
                 let results = ctx.transcripts.clone();

@@ -102,6 +102,9 @@ pub enum Input {
     Vad { at: Duration, probability: f32 },
     /// The text of a [`Decision::Transcribe`] request (empty: no words).
     Transcript { request: u64, text: String },
+    /// A speculative request was not run (no decoder free): the turn's text will be asked
+    /// for when the turn ends, not before.
+    TranscribeSkipped { request: u64 },
     /// The agent began a response (before any audio): the floor is the agent's.
     Responding { generation: Generation, at: Duration },
     /// The first frame of `generation` was sent.
@@ -180,6 +183,8 @@ struct UserTurn {
     transcript: Option<(Duration, String)>,
     /// The end of the turn was decided; waiting for the final transcript.
     closing: bool,
+    /// A speculative decode was skipped: ask only once the turn has ended.
+    no_speculation: bool,
 }
 
 #[derive(Debug)]
@@ -224,6 +229,14 @@ impl Turns {
         match input {
             Input::Vad { at, probability } => self.on_vad(at, probability, &mut out),
             Input::Transcript { request, text } => self.on_transcript(request, text, &mut out),
+            Input::TranscribeSkipped { request } => {
+                if let Some(turn) = self.user.as_mut()
+                    && turn.requested.is_some_and(|(asked, _)| asked == request)
+                {
+                    turn.requested = None;
+                    turn.no_speculation = true;
+                }
+            }
             Input::Responding { generation, at: _ } => {
                 self.agent = Some(AgentResponse { generation, playing: false });
             }
@@ -272,8 +285,16 @@ impl Turns {
         if self.user.is_none() {
             let id = self.next_turn;
             self.next_turn += 1;
-            self.user =
-                Some(UserTurn { id, first_speech: at, last_speech: at, started: false, requested: None, transcript: None, closing: false });
+            self.user = Some(UserTurn {
+                id,
+                first_speech: at,
+                last_speech: at,
+                started: false,
+                requested: None,
+                transcript: None,
+                closing: false,
+                no_speculation: false,
+            });
         }
         let Some(turn) = self.user.as_mut() else { return };
         turn.last_speech = at;
@@ -353,7 +374,8 @@ impl Turns {
             return;
         }
         let covered = turn.requested.is_some_and(|(_, upto)| upto == turn.last_speech);
-        if silence >= SPECULATE_AFTER && !covered {
+        let wait = if turn.no_speculation { self.config.end_of_turn_silence } else { SPECULATE_AFTER };
+        if silence >= wait && !covered {
             let request = self.next_request;
             self.next_request += 1;
             turn.requested = Some((request, turn.last_speech));

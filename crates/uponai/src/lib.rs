@@ -2,6 +2,8 @@
 //!
 //! Layout, in the order data flows:
 //! - `cli_batch`: the `uponai batch` command (an HTTP client of a running server).
+//! - `demo`: `uponai demo`, everything on embedded defaults calling a simulated callee.
+//! - `sim`: simulated callees (personas) on a real SIP/RTP leg, with their own voice and ears.
 //! - `config`, `telemetry`, `startup`: settings, logging, and `App` (build binds the
 //!   listeners and exposes their ports; `run_until_stopped` serves).
 //! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
@@ -16,6 +18,8 @@
 
 pub mod cli_batch;
 pub mod config;
+pub mod demo;
+pub mod sim;
 pub mod startup;
 pub mod telemetry;
 

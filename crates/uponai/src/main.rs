@@ -36,6 +36,10 @@ enum Command {
     /// Manage API keys in the data directory (works while the server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Start everything on embedded defaults in a temporary data dir, have a demo agent call a
+    /// simulated callee over SIP on loopback, and print the transcript, the latency and the
+    /// recording's path.
+    Demo,
     /// Submit a CSV of numbers as a batch campaign to a running server and show its progress.
     /// The phone-number column (phone_number, phone, number, to_number) becomes each call's
     /// destination; every other column becomes a dynamic variable.
@@ -166,6 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 assets_dir: cli.assets_dir,
             };
             serve(Settings::resolve(overrides, file)?).await
+        }
+        Command::Demo => {
+            uponai::telemetry::init_with_default("warn");
+            uponai::demo::run(cli.assets_dir).await
         }
         Command::Batch(args) => {
             uponai::cli_batch::run(uponai::cli_batch::BatchOptions {

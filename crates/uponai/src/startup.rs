@@ -107,13 +107,7 @@ impl App {
             crate::dispatch::batch::spawn(runtime.clone(), dispatcher.clone(), batch);
         }
         let router = tokio::spawn(runtime.clone().route_incoming(self.sip_incoming));
-        // Load the speech engines now rather than at the first call (a second or two).
-        let speech = runtime.config.speech.clone();
-        tokio::spawn(async move {
-            if let Err(error) = speech.engines().await {
-                tracing::error!(%error, "speech.load_failed; calls will retry it");
-            }
-        });
+
         let (sip_down_tx, sip_down) = tokio::sync::watch::channel::<Option<String>>(None);
         let supervisor = tokio::spawn(supervise_sip(runtime.endpoint.clone(), router, sip_down_tx));
         tokio::spawn(runtime.clone().sweep_registered());

@@ -3,6 +3,7 @@
 //! process (`whisper`).
 
 pub mod assets;
+pub mod espeak;
 pub mod phonemize;
 pub mod piper;
 pub mod resample;

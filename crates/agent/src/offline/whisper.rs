@@ -58,7 +58,11 @@ impl WhisperWorkers {
 
     async fn start(&self) -> Result<Worker, ProviderError> {
         let fail = |message: String| ProviderError::failed(NAME, message);
-        let mut child = tokio::process::Command::new(&self.program)
+        // At a lower priority than the service: on a busy machine, decoding waits and RTP
+        // does not (a late transcript delays a turn; late audio breaks every call).
+        let mut child = tokio::process::Command::new("nice")
+            .args(["-n", "10"])
+            .arg(&self.program)
             .arg(&self.model)
             .env("LD_LIBRARY_PATH", &self.library_dir)
             .stdin(Stdio::piped())
@@ -91,33 +95,57 @@ impl WhisperWorkers {
         // The most recent 30 s: the end of a long turn matters most to the answer.
         let audio = &audio[audio.len().saturating_sub(MAX_SAMPLES)..];
         let _slot = self.slots.acquire().await.map_err(|_| fail("closed".into()))?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut worker = match idle {
-            Some(worker) => worker,
-            None => self.start().await?,
-        };
         let mut request = Vec::with_capacity(4 + audio.len() * 2);
         request.extend_from_slice(&(audio.len() as u32).to_le_bytes());
         for sample in audio {
             request.extend_from_slice(&sample.to_le_bytes());
         }
-        // On any failure the worker is dropped, which kills it.
-        worker.stdin.write_all(&request).await.map_err(|e| fail(format!("worker gone: {e}")))?;
-        worker.stdin.flush().await.map_err(|e| fail(format!("worker gone: {e}")))?;
-        let mut line = String::new();
-        let n = worker.stdout.read_line(&mut line).await.map_err(|e| fail(e.to_string()))?;
-        if n == 0 {
-            return Err(fail("the worker exited mid-request".into()));
-        }
-        let line = line.trim_end();
-        let text = if let Some(rest) = line.strip_prefix("OK ") {
-            // `<decode_ms> <no_speech_prob> <text>`
-            rest.splitn(3, ' ').nth(2).unwrap_or("").trim().to_owned()
-        } else {
-            return Err(fail(line.strip_prefix("ERR ").unwrap_or(line).to_owned()));
+        // A kept worker may be gone (it crashed, or the runtime whose reactor held its pipes
+        // has ended); then one new worker gets the request.
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (mut worker, mut kept) = match idle {
+            Some(worker) => (worker, true),
+            None => (self.start().await?, false),
         };
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
-        Ok(text)
+        loop {
+            match exchange(&mut worker, &request).await {
+                Ok(Answer::Text(text)) => {
+                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
+                    return Ok(text);
+                }
+                // The worker answered: the request itself failed.
+                Ok(Answer::Error(message)) => return Err(fail(message)),
+                Err(error) if kept => {
+                    tracing::info!(%error, "whisper.worker_replaced");
+                    worker = self.start().await?;
+                    kept = false;
+                }
+                Err(error) => return Err(fail(error)),
+            }
+        }
+    }
+}
+
+enum Answer {
+    Text(String),
+    Error(String),
+}
+
+/// One request and its answer line; an `Err` means the worker is unusable (it is dropped,
+/// which kills it).
+async fn exchange(worker: &mut Worker, request: &[u8]) -> Result<Answer, String> {
+    worker.stdin.write_all(request).await.map_err(|e| format!("worker gone: {e}"))?;
+    worker.stdin.flush().await.map_err(|e| format!("worker gone: {e}"))?;
+    let mut line = String::new();
+    let n = worker.stdout.read_line(&mut line).await.map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("the worker exited mid-request".into());
+    }
+    let line = line.trim_end();
+    match line.strip_prefix("OK ") {
+        // `<decode_ms> <no_speech_prob> <text>`
+        Some(rest) => Ok(Answer::Text(rest.splitn(3, ' ').nth(2).unwrap_or("").trim().to_owned())),
+        None => Ok(Answer::Error(line.strip_prefix("ERR ").unwrap_or(line).to_owned())),
     }
 }
 
@@ -128,6 +156,10 @@ impl SpeechToText for WhisperWorkers {
 
     fn transcribe(&self, audio: Vec<i16>) -> BoxFuture<'_, Result<String, ProviderError>> {
         Box::pin(self.run(audio))
+    }
+
+    fn is_busy(&self) -> bool {
+        self.slots.available_permits() == 0
     }
 }
 

@@ -111,6 +111,21 @@ fn speech_after_a_speculative_decode_makes_its_text_stale() {
 }
 
 #[test]
+fn a_skipped_speculative_decode_is_asked_for_again_when_the_turn_ends() {
+    let mut sim = Sim::new(config());
+    sim.speak(ms(500));
+    let out = sim.silence(ms(200));
+    assert_eq!(Sim::transcribe_requests(&out), [(1, true)]);
+    assert!(sim.feed(Input::TranscribeSkipped { request: 1 }).is_empty());
+    let out = sim.silence(ms(150));
+    assert!(Sim::transcribe_requests(&out).is_empty(), "no second speculation");
+    let out = sim.silence(ms(200));
+    assert_eq!(Sim::transcribe_requests(&out), [(2, false)], "asked when the turn ends");
+    let out = sim.feed(Input::Transcript { request: 2, text: "hello".into() });
+    assert!(responds(&out).is_some());
+}
+
+#[test]
 fn a_late_transcript_ends_the_turn_when_it_arrives() {
     let mut sim = Sim::new(config());
     sim.speak(ms(500));

@@ -1,5 +1,8 @@
-//! Voices this install can speak. Today that is the offline espeak-ng engine; hosted TTS
-//! providers will add their own entries (and provider-prefixed ids) when they exist.
+//! Voices this install can speak: the offline Piper voice (neural, the default) and the
+//! espeak-ng voices (robotic, model-free). Hosted providers' voice ids (`11labs-…`,
+//! `openai-…`, `cartesia-…`, `deepgram-…`, `play-…`, `azure-…`) are accepted and spoken by the
+//! Piper voice until hosted TTS exists (M7), so agents written for Retell keep working; any
+//! other unknown id is refused.
 
 use axum::Json;
 use axum::extract::Path;
@@ -21,12 +24,23 @@ pub struct VoiceResponse {
     pub age: &'static str,
 }
 
-/// The voice new agents get in examples and the demo.
-pub const DEFAULT_VOICE_ID: &str = "espeak-en-us-male";
+/// The voice new agents get in examples and the demo, and the one that speaks hosted voices.
+pub const DEFAULT_VOICE_ID: &str = agent::offline::PIPER_VOICE_ID;
+
+/// Voice-id prefixes of hosted TTS providers.
+const HOSTED_PREFIXES: &[&str] = &["11labs-", "elevenlabs-", "openai-", "cartesia-", "deepgram-", "play-", "playht-", "azure-", "minimax-"];
 
 const VOICES: &[VoiceResponse] = &[
     VoiceResponse {
         voice_id: DEFAULT_VOICE_ID,
+        voice_name: "Joe (offline neural voice, US English)",
+        provider: "platform",
+        gender: "male",
+        accent: "American",
+        age: "Middle Aged",
+    },
+    VoiceResponse {
+        voice_id: "espeak-en-us-male",
         voice_name: "Offline US English (male)",
         provider: "platform",
         gender: "male",
@@ -51,8 +65,12 @@ const VOICES: &[VoiceResponse] = &[
     },
 ];
 
+/// The voice that speaks `voice_id`: its own, or for a hosted provider's id, the Piper voice.
 pub fn find(voice_id: &str) -> Option<&'static VoiceResponse> {
-    VOICES.iter().find(|voice| voice.voice_id == voice_id)
+    VOICES
+        .iter()
+        .find(|voice| voice.voice_id == voice_id)
+        .or_else(|| HOSTED_PREFIXES.iter().any(|prefix| voice_id.starts_with(prefix)).then(|| &VOICES[0]))
 }
 
 /// List the voices agents can use.

@@ -208,7 +208,13 @@ pub struct RunningAgent {
 /// (the first call after start), the agent begins once they are, and caller audio that did
 /// not fit in its queue until then is dropped and counted by the media task. Engines that
 /// fail to load end the call (`error_retell`).
-pub fn start(speech: Arc<Speech>, settings: AgentSettings, engine: Box<dyn ResponseEngine>, mouth: Arc<dyn Mouth>) -> RunningAgent {
+pub fn start(
+    speech: Arc<Speech>,
+    settings: AgentSettings,
+    voice_id: Option<String>,
+    engine: Box<dyn ResponseEngine>,
+    mouth: Arc<dyn Mouth>,
+) -> RunningAgent {
     let (heard_tx, heard_rx) = mpsc::channel(64);
     let (events_tx, events_rx) = mpsc::channel(16);
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -226,12 +232,13 @@ pub fn start(speech: Arc<Speech>, settings: AgentSettings, engine: Box<dyn Respo
                 return Conversation::default();
             }
         };
-        let providers = agent::Providers {
-            vad: Box::new(engines.offline.vad.detector()),
-            stt: engines.stt.clone(),
-            tts: Arc::new(engines.offline.voice.clone()),
-            engine,
+        // An espeak voice if the agent asked for one, else the Piper voice (which also speaks
+        // hosted providers' voices until they exist).
+        let tts: Arc<dyn agent::provider::TextToSpeech> = match voice_id.as_deref().and_then(agent::offline::espeak::EspeakVoice::for_id) {
+            Some(espeak) => Arc::new(espeak),
+            None => Arc::new(engines.offline.voice.clone()),
         };
+        let providers = agent::Providers { vad: Box::new(engines.offline.vad.detector()), stt: engines.stt.clone(), tts, engine };
         agent::session::run(settings, providers, heard_rx, mouth, events_tx, stop).await
     });
     RunningAgent { heard: heard_tx, events: events_rx, cancel, task }

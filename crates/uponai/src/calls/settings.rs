@@ -41,6 +41,8 @@ pub struct AgentFields {
     pub volume: f32,
     /// The LLM's `start_speaker` is `user`: the agent waits for the caller.
     pub user_speaks_first: bool,
+    /// The agent's `voice_id` (the API checked it names a voice of this install).
+    pub voice_id: Option<String>,
 }
 
 impl CallSettings {
@@ -71,6 +73,7 @@ impl CallSettings {
             voice_speed: number(agent("voice_speed"), 1.0) as f32,
             volume: number(agent("volume"), 1.0) as f32,
             user_speaks_first: llm("start_speaker").and_then(Value::as_str) == Some("user"),
+            voice_id: agent("voice_id").and_then(Value::as_str).map(str::to_owned),
         };
         let flow = document.get("effective_flow").and_then(Value::as_object).cloned();
         let dynamic_variables = document

@@ -1,7 +1,9 @@
 //! The process's offline speech engines, shared by every call (and by every app of a process,
 //! as in the tests: one Piper model and one pool of Whisper workers per assets directory):
 //! checked at start (a missing asset stops `serve` with the command that installs it),
-//! loaded in the background at start, then kept.
+//! loaded by the first call that needs them (a second or two, during which that call's media
+//! already runs), then kept. Not at start: a server that takes no call, such as the test
+//! suite's many, never pays for them.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 //! Calls against a real SIP peer: sipp (Debian `sip-tester`) plays the trunk for outbound
 //! calls and the caller for inbound ones, over UDP and TCP.
 
-mod conversation;
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod hostile_endpoint;

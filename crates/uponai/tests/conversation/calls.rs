@@ -94,8 +94,9 @@ fn recall(reference: &str, heard: &str) -> f64 {
     found as f64 / reference.len() as f64
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
+    let _serial = crate::serial().await;
     let app = spawn_app().await;
     let assets = Assets::locate(None);
     let speech = OfflineSpeech::load(&assets).await.unwrap_or_else(|e| panic!("{e}"));
@@ -111,7 +112,7 @@ async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
         Transport::Udp,
         &[("__PCAP__", pcap.to_str().unwrap()), ("__HANGUP_MS__", &hangup_ms)],
     );
-    let agent_id = agent_with(&app, json!({})).await;
+    let agent_id = agent_with(&app, json!({"voice_id": agent::offline::PIPER_VOICE_ID})).await;
     let llm = app.get(&format!("/get-agent/{agent_id}")).await.body["response_engine"]["llm_id"].as_str().unwrap().to_owned();
     let reply = app.patch(&format!("/update-retell-llm/{llm}"), json!({"begin_message": GREETING})).await;
     assert_eq!(reply.status, reqwest::StatusCode::OK, "{}", reply.body);
@@ -121,13 +122,13 @@ async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
     assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
     let call_id = reply.body["call_id"].as_str().unwrap().to_owned();
     let call = wait_for_end(&app, &call_id, Duration::from_secs(60)).await;
-    sipp.finish(Duration::from_secs(10)).await.unwrap();
     assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
 
     // Get Call: the agent's greeting, then what the persona said.
     let utterances = call["transcript_object"].as_array().unwrap_or_else(|| panic!("no transcript_object: {call}"));
     let roles: Vec<&str> = utterances.iter().map(|u| u["role"].as_str().unwrap()).collect();
-    assert_eq!(roles, ["agent", "user"], "{}", call["transcript"]);
+    assert_eq!(roles, ["agent", "user"], "{} {}", call["transcript"], call["media_stats"]);
     assert_eq!(utterances[0]["content"], GREETING);
     let heard = utterances[1]["content"].as_str().unwrap();
     assert!(recall(PHRASE, heard) >= 0.9, "the agent heard {heard:?}");
@@ -168,8 +169,9 @@ fn appointment_flow() -> serde_json::Value {
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_node() {
+    let _serial = crate::serial().await;
     let app = spawn_app().await;
     let assets = Assets::locate(None);
     let speech = OfflineSpeech::load(&assets).await.unwrap_or_else(|e| panic!("{e}"));
@@ -183,7 +185,7 @@ async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_no
     assert_eq!(flow.status, reqwest::StatusCode::CREATED, "{}", flow.body);
     let flow_id = flow.body["conversation_flow_id"].as_str().unwrap();
     let engine = json!({"type": "conversation-flow", "conversation_flow_id": flow_id});
-    let agent = app.post("/create-agent", json!({"voice_id": "espeak-en-us-male", "response_engine": engine})).await;
+    let agent = app.post("/create-agent", json!({"voice_id": agent::offline::PIPER_VOICE_ID, "response_engine": engine})).await;
     assert_eq!(agent.status, reqwest::StatusCode::CREATED, "{}", agent.body);
     let agent_id = agent.body["agent_id"].as_str().unwrap();
     import_on_trunk(&app, FROM, sipp.addr(), Transport::Udp, agent_id, json!({})).await;
@@ -197,7 +199,7 @@ async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_no
 
     let transcript = call["transcript"].as_str().unwrap_or_default();
     println!("transcript:\n{transcript}\nlatency: {}", call["latency"]);
-    assert_eq!(call["disconnection_reason"], "agent_hangup", "{transcript}");
+    assert_eq!(call["disconnection_reason"], "agent_hangup", "{transcript} {}", call["media_stats"]);
     let lines: Vec<&str> = transcript.lines().collect();
     assert_eq!(lines.len(), 3, "{transcript}");
     assert_eq!(lines[0], "Agent: Hi Ada, this is the dental office. Can you come on Tuesday?");
