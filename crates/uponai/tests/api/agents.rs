@@ -11,7 +11,7 @@ async fn creating_an_agent_needs_an_engine_and_a_listed_voice() {
     let cases = [
         (json!({"voice_id": "espeak-en-us-male"}), "response_engine"),
         (json!({"response_engine": engine}), "voice_id"),
-        (json!({"response_engine": engine, "voice_id": "11labs-Adrian"}), "voice_id"),
+        (json!({"response_engine": engine, "voice_id": "no-such-voice"}), "voice_id"),
         (
             json!({"response_engine": {"type": "retell-llm", "llm_id": "llm_0000"}, "voice_id": "espeak-en-us-male"}),
             "response_engine.llm_id",
@@ -139,4 +139,18 @@ async fn an_agent_bound_to_a_number_cannot_be_deleted() {
     app.patch("/update-phone-number/+14155550100", json!({"outbound_agents": null})).await;
     assert_eq!(app.delete(&format!("/delete-agent/{agent_id}")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&format!("/get-agent/{agent_id}")).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Agents written for the hosted service name its voices; until hosted TTS exists they are
+/// accepted and spoken by the offline Piper voice, which list-voices shows first.
+#[tokio::test]
+async fn a_hosted_providers_voice_is_accepted_and_the_piper_voice_is_listed_first() {
+    let app = spawn_app().await;
+    let llm_id = app.create_llm(json!({})).await;
+    let engine = json!({"type": "retell-llm", "llm_id": llm_id});
+    let reply = app.post("/create-agent", json!({"response_engine": engine, "voice_id": "11labs-Adrian"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let voices = app.get("/list-voices").await.body;
+    let first = voices[0]["voice_id"].as_str().unwrap();
+    assert!(first.contains("piper") && first.contains("joe"), "{voices}");
 }

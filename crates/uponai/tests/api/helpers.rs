@@ -258,3 +258,12 @@ impl ServerProcess {
         self.child.wait().unwrap();
     }
 }
+
+/// A test that fails mid-way must not leave its server running (it would load the rest of
+/// the suite, and outlive it).
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

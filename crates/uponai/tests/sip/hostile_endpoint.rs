@@ -293,6 +293,8 @@ async fn under_a_1024_descriptor_limit_1100_idle_connections_leave_sip_and_http_
         .expect("prlimit (util-linux) and uponai run");
     let pid = child.id();
     let stdout = child.stdout.take().unwrap();
+    // Killed even when an assertion below fails: a leaked server would load other tests.
+    let mut child = KillOnDrop(child);
     let line = std::io::BufReader::new(stdout).lines().map(Result::unwrap).find(|l| l.starts_with("uponai listening on ")).unwrap();
     // "uponai listening on http://127.0.0.1:1234 (SIP on 127.0.0.1:5678 udp+tcp)"
     let url = line.split_whitespace().nth(3).unwrap().to_owned();
@@ -333,6 +335,16 @@ async fn under_a_1024_descriptor_limit_1100_idle_connections_leave_sip_and_http_
     assert!(n_fds < 1024, "{n_fds}");
     assert!(ticks_idle < 20, "the server is not spinning: {ticks_idle} ticks in a second");
     drop(held);
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+}
+
+/// A child process killed when dropped (on a failed assertion too).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
