@@ -149,39 +149,21 @@ async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
     assert!(recall(GREETING, &said) >= 0.85, "the recording's agent channel says {said:?}");
 }
 
-/// The demo's kind of flow: greet by `{{name}}`, ask yes or no, branch, confirm, end.
-fn appointment_flow() -> serde_json::Value {
-    json!({
-        "start_speaker": "agent",
-        "start_node_id": "greet",
-        "default_dynamic_variables": {"name": "there"},
-        "nodes": [
-            {"id": "greet", "type": "conversation", "instruction": {"type": "static_text", "text": "Hi {{name}}, this is the dental office. Can you come on Tuesday?"},
-             "edges": [
-                {"id": "yes", "transition_condition": {"type": "prompt", "prompt": "User said yes"}, "destination_node_id": "confirm"},
-                {"id": "no", "transition_condition": {"type": "prompt", "prompt": "User said no"}, "destination_node_id": "sorry"}]},
-            {"id": "confirm", "type": "conversation", "instruction": {"type": "static_text", "text": "Great, you are booked for Tuesday."},
-             "skip_response_edge": {"id": "s1", "transition_condition": {"type": "prompt", "prompt": "Skip response"}, "destination_node_id": "bye"}},
-            {"id": "sorry", "type": "conversation", "instruction": {"type": "static_text", "text": "No problem, we will call you back."},
-             "skip_response_edge": {"id": "s2", "transition_condition": {"type": "prompt", "prompt": "Skip response"}, "destination_node_id": "bye"}},
-            {"id": "bye", "type": "end", "instruction": {"type": "static_text", "text": "Goodbye {{name}}."}}
-        ]
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The demo's flow (`uponai demo` runs the same): greet by `{{name}}`, ask yes or no, branch,
+/// confirm, end.
 async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_node() {
     let _serial = crate::serial().await;
     let app = spawn_app().await;
     let assets = Assets::locate(None);
     let speech = OfflineSpeech::load(&assets).await.unwrap_or_else(|e| panic!("{e}"));
-    let persona = persona(&speech, &[(8.0, "Yes, that works for me.")], 20.0).await;
+    let persona = persona(&speech, &[(9.0, "Yes, that works for me.")], 20.0).await;
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("persona.pcap");
     write_pcap(&pcap, &persona);
     let sipp = Sipp::uas_from_template("answer_persona_wait_bye.xml", Transport::Udp, &[("__PCAP__", pcap.to_str().unwrap())]);
 
-    let flow = app.post("/create-conversation-flow", appointment_flow()).await;
+    let flow = app.post("/create-conversation-flow", uponai::demo::demo_flow()).await;
     assert_eq!(flow.status, reqwest::StatusCode::CREATED, "{}", flow.body);
     let flow_id = flow.body["conversation_flow_id"].as_str().unwrap();
     let engine = json!({"type": "conversation-flow", "conversation_flow_id": flow_id});
@@ -202,9 +184,9 @@ async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_no
     assert_eq!(call["disconnection_reason"], "agent_hangup", "{transcript} {}", call["media_stats"]);
     let lines: Vec<&str> = transcript.lines().collect();
     assert_eq!(lines.len(), 3, "{transcript}");
-    assert_eq!(lines[0], "Agent: Hi Ada, this is the dental office. Can you come on Tuesday?");
+    assert_eq!(lines[0], "Agent: Hi Ada, this is Joe from the dental office. Can you make your check-up on Tuesday at ten?");
     assert!(recall("Yes, that works for me.", lines[1].trim_start_matches("User: ")) >= 0.8, "{}", lines[1]);
-    assert_eq!(lines[2], "Agent: Great, you are booked for Tuesday. Goodbye Ada.");
+    assert_eq!(lines[2], "Agent: Great, you are booked for Tuesday at ten. Thank you Ada, goodbye.");
     // One answered turn: e2e from the persona's last speech to the answer's first packet.
     let e2e = &call["latency"]["e2e"];
     assert_eq!(e2e["num"], 1, "{}", call["latency"]);
