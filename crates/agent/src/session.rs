@@ -25,6 +25,9 @@ pub const FRAME_SAMPLES: usize = 160;
 const SAMPLE_RATE: u64 = 8_000;
 /// Caller audio kept for transcription.
 const KEPT_AUDIO: Duration = Duration::from_secs(60);
+/// Speech-to-text deadlines missed in a row that end the call (`error_asr`); fewer only cost
+/// their turns.
+const MAX_ASR_TIMEOUTS: u32 = 3;
 /// What the agent says when a turn got no answer in time (once; the next time it ends).
 const REPROMPT: &str = "Sorry, I missed that. Could you say it again?";
 
@@ -195,6 +198,7 @@ pub async fn run(
         responses: Vec::new(),
         asr_ms: std::collections::HashMap::new(),
         stuck_in_a_row: 0,
+        asr_timeouts_in_a_row: 0,
         ended: false,
     };
     let (speech_tx, mut speech) = mpsc::channel::<Speech>(64);
@@ -214,8 +218,16 @@ pub async fn run(
             Some(progress) = speech.recv() => agent.on_speech(progress, &ctx).await,
             Some((request, result, ms)) = transcripts.recv() => match result {
                 Ok(text) => {
+                    agent.asr_timeouts_in_a_row = 0;
                     agent.asr_ms.insert(request, ms);
                     agent.turns.handle(Input::Transcript { request, text })
+                }
+                // An overloaded machine: this turn is heard as no words (the caller is asked
+                // nothing it did not say); only a decoder that keeps missing ends the call.
+                Err(error @ ProviderError::Timeout { .. }) if agent.asr_timeouts_in_a_row + 1 < MAX_ASR_TIMEOUTS => {
+                    agent.asr_timeouts_in_a_row += 1;
+                    tracing::warn!(%error, request, "agent.asr_timeout: the turn counts as no words");
+                    agent.turns.handle(Input::Transcript { request, text: String::new() })
                 }
                 Err(error) => {
                     agent.end(&ctx, AgentEnd::SpeechToText(error)).await;
@@ -256,6 +268,8 @@ struct Agent {
     /// Decode time of each transcription request.
     asr_ms: std::collections::HashMap<u64, u32>,
     stuck_in_a_row: u32,
+    /// Speech-to-text deadlines missed in a row.
+    asr_timeouts_in_a_row: u32,
     ended: bool,
 }
 

@@ -58,10 +58,10 @@ impl WhisperWorkers {
 
     async fn start(&self) -> Result<Worker, ProviderError> {
         let fail = |message: String| ProviderError::failed(NAME, message);
-        // At a lower priority than the service: on a busy machine, decoding waits and RTP
+        // At the lowest priority: on a busy machine, decoding waits and RTP
         // does not (a late transcript delays a turn; late audio breaks every call).
         let mut child = tokio::process::Command::new("nice")
-            .args(["-n", "10"])
+            .args(["-n", "19"])
             .arg(&self.program)
             .arg(&self.model)
             .env("LD_LIBRARY_PATH", &self.library_dir)

@@ -289,3 +289,28 @@ fn played_text_keeps_whole_sentences_then_the_played_share_of_the_cut_one() {
     assert_eq!(played_text(&sentences, 99), "a b. c d e f.");
     assert_eq!(played_text(&[], 5), "");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_transcription_deadline_costs_the_turn_and_three_in_a_row_end_the_call() {
+    struct Stalled;
+    impl SpeechToText for Stalled {
+        fn name(&self) -> &str {
+            "stalled"
+        }
+        fn transcribe(&self, _audio: Vec<i16>) -> BoxFuture<'_, Result<String, ProviderError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let mut providers = providers("unused");
+    providers.stt = Arc::new(Stalled);
+    let mut settings = settings(Speaker::User);
+    settings.deadlines.stt = Duration::from_secs(2);
+    // Three turns, each 1 s of speech, 5 s apart.
+    let script = vec![(ms(0), 0), (ms(1000), 8000), (ms(2000), 0), (ms(6000), 8000), (ms(7000), 0), (ms(11_000), 8000), (ms(12_000), 0)];
+    let run = run_call(settings.clone(), providers, script.clone(), ms(9_000)).await;
+    assert!(!run.events.iter().any(|e| matches!(e, AgentEvent::End(_))), "two misses cost their turns only: {:?}", run.events);
+    let mut providers = self::providers("unused");
+    providers.stt = Arc::new(Stalled);
+    let run = run_call(settings, providers, script, ms(16_000)).await;
+    assert!(matches!(run.events.last(), Some(AgentEvent::End(AgentEnd::SpeechToText(ProviderError::Timeout { .. })))), "{:?}", run.events);
+}

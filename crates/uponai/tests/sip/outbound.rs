@@ -50,7 +50,7 @@ async fn answered_call_is_recorded_and_ends_when_the_callee_hangs_up(transport: 
     // Two seconds of the pcap, from its middle, found in the recording (any delay up to 2 s).
     let probe = &reference[16_000..32_000];
     let correlation = best_correlation(&caller, probe, 8_000 * 4);
-    assert!(correlation > 0.95, "recorded caller audio matches the pcap: {correlation}");
+    assert!(correlation > 0.95, "recorded caller audio matches the pcap: {correlation} {media}");
     let mono = download_recording(call["recording_url"].as_str().unwrap()).await;
     assert_eq!(mono.len(), caller.len(), "mono and stereo cover the same time");
 }
