@@ -36,10 +36,17 @@ impl OfflineSpeech {
     /// (its first run is slower than the rest).
     pub async fn load(assets: &Assets) -> Result<Self, ProviderError> {
         assets.check().map_err(|e| ProviderError::failed("assets", e))?;
-        let environment = runtime::environment(&assets.path(assets::files::ONNXRUNTIME))?;
-        let vad = SileroModel::new(runtime::session(environment, &assets.path(assets::files::SILERO))?);
-        let session = runtime::session(environment, &assets.path(assets::files::PIPER_MODEL))?;
-        let voice = PiperVoice::new(PIPER_VOICE_ID, session, &assets.path(assets::files::PIPER_CONFIG))?;
+        // Loading is a second of CPU: off the async threads, where every call's media runs.
+        let paths = assets.clone();
+        let (vad, voice) = tokio::task::spawn_blocking(move || {
+            let environment = runtime::environment(&paths.path(assets::files::ONNXRUNTIME))?;
+            let vad = SileroModel::new(runtime::session(environment, &paths.path(assets::files::SILERO))?);
+            let session = runtime::session(environment, &paths.path(assets::files::PIPER_MODEL))?;
+            let voice = PiperVoice::new(PIPER_VOICE_ID, session, &paths.path(assets::files::PIPER_CONFIG))?;
+            Ok::<_, ProviderError>((vad, voice))
+        })
+        .await
+        .map_err(|e| ProviderError::failed("offline speech", e))??;
         let started = Instant::now();
         voice.synthesize("Hello.".into(), 1.0).await?;
         tracing::info!(warm_up_ms = started.elapsed().as_millis() as u64, "offline_speech.loaded");
