@@ -216,11 +216,6 @@ impl Turns {
         &self.config
     }
 
-    /// Whether the caller is in a turn (speaking or within its end-of-turn silence).
-    pub fn user_has_floor(&self) -> bool {
-        self.user.as_ref().is_some_and(|turn| turn.started)
-    }
-
     pub fn handle(&mut self, input: Input) -> Vec<Decision> {
         let mut out = Vec::new();
         if self.ended {

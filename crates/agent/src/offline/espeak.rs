@@ -9,8 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
+use super::child::{ChildError, run_with_input};
 use super::resample::Resampler;
 use crate::provider::{BoxFuture, ProviderError, TextToSpeech};
 
@@ -54,16 +53,13 @@ impl EspeakVoice {
     async fn speak(&self, text: String, speed: f32) -> Result<Vec<i16>, ProviderError> {
         let fail = |message: String| ProviderError::failed("espeak-ng", message);
         let speed = if speed.is_finite() { speed.clamp(0.5, 2.0) } else { 1.0 };
-        let mut child = self.command((175.0 * speed) as u32).spawn().map_err(|e| fail(format!("cannot run espeak-ng: {e}")))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| fail("no stdin".into()))?;
-        let bytes = text.into_bytes();
-        let feed = async move {
-            let _ = stdin.write_all(&bytes).await;
-            drop(stdin);
-        };
-        let run = async { tokio::join!(child.wait_with_output(), feed).0 };
-        let output = tokio::time::timeout(DEADLINE, run).await.map_err(|_| fail(format!("no audio in {DEADLINE:?}")))?;
-        let output = output.map_err(|e| fail(e.to_string()))?;
+        let mut command = self.command((175.0 * speed) as u32);
+        let output = run_with_input(&mut command, text.into_bytes(), DEADLINE).await.map_err(|error| match error {
+            ChildError::Spawn(e) => fail(format!("cannot run espeak-ng: {e}")),
+            ChildError::NoStdin => fail("no stdin".into()),
+            ChildError::Deadline => fail(format!("no audio in {DEADLINE:?}")),
+            ChildError::Wait(e) => fail(e.to_string()),
+        })?;
         // A WAV header of 44 bytes, then 16-bit mono at 22,050 Hz.
         let pcm = output.stdout.get(44..).unwrap_or_default();
         let samples: Vec<f32> = pcm.chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0).collect();

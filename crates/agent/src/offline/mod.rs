@@ -3,6 +3,7 @@
 //! process (`whisper`).
 
 pub mod assets;
+mod child;
 pub mod espeak;
 pub mod phonemize;
 pub mod piper;

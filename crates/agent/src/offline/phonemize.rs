@@ -9,9 +9,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use unicode_normalization::UnicodeNormalization;
 
+use super::child::{ChildError, run_with_input};
 use crate::provider::ProviderError;
 
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -122,23 +122,14 @@ fn split_clauses(text: &str) -> Vec<(String, char)> {
 
 async fn espeak(voice: &str, input: &str) -> Result<Vec<String>, ProviderError> {
     let fail = |message: String| ProviderError::failed("espeak-ng", message);
-    let mut child = tokio::process::Command::new("espeak-ng")
-        .args(["-q", "--ipa", "-v", voice])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| fail(format!("cannot run espeak-ng ({e}); install it with scripts/assets")))?;
-    let mut stdin = child.stdin.take().ok_or_else(|| fail("no stdin".into()))?;
-    let bytes = input.as_bytes().to_vec();
-    let feed = async move {
-        let _ = stdin.write_all(&bytes).await;
-        drop(stdin);
-    };
-    let run = async { tokio::join!(child.wait_with_output(), feed).0 };
-    let output = tokio::time::timeout(DEADLINE, run).await.map_err(|_| fail(format!("no answer in {DEADLINE:?}")))?;
-    let output = output.map_err(|e| fail(e.to_string()))?;
+    let mut command = tokio::process::Command::new("espeak-ng");
+    command.args(["-q", "--ipa", "-v", voice]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+    let output = run_with_input(&mut command, input.as_bytes().to_vec(), DEADLINE).await.map_err(|error| match error {
+        ChildError::Spawn(e) => fail(format!("cannot run espeak-ng ({e}); install it with scripts/assets")),
+        ChildError::NoStdin => fail("no stdin".into()),
+        ChildError::Deadline => fail(format!("no answer in {DEADLINE:?}")),
+        ChildError::Wait(e) => fail(e.to_string()),
+    })?;
     if !output.status.success() {
         return Err(fail(format!("exited with {}", output.status)));
     }
