@@ -21,6 +21,9 @@ use crate::{Frame, SAMPLE_RATE, SAMPLES_PER_FRAME, SILENCE};
 const FRAME_INTERVAL: Duration = Duration::from_millis(20);
 /// The longest audio packet accepted (120 ms); G.711 is one byte per sample.
 const MAX_PACKET_SAMPLES: usize = 960;
+/// Datagrams a tick takes from the socket before it plays: a second of 20 ms packets, so a
+/// flood cannot hold a tick, and a stall of the runtime shorter than that loses nothing.
+const MAX_DRAIN_PER_TICK: usize = 50;
 
 /// The local RTP port range, even ports only. Each bind tries the ports in a random order (a
 /// random start and a random stride coprime with the number of ports), so a port cannot be
@@ -339,8 +342,6 @@ async fn run(
     clock: Clock,
 ) -> MediaStats {
     let Clock { cancel, started } = clock;
-    let mut jitter = JitterBuffer::new(config.jitter_depth);
-    let mut dtmf_in = DtmfReceiver::default();
     let mut sender = Sender {
         remote: params.remote,
         params,
@@ -351,14 +352,18 @@ async fn run(
         dtmf: Vec::new(),
         dtmf_timestamp: 0,
     };
+    let mut inbound = Inbound {
+        jitter: JitterBuffer::new(config.jitter_depth),
+        dtmf: DtmfReceiver::default(),
+        filter: SourceFilter::new(policy, sender.remote, started),
+        last_rx: started,
+    };
     let mut stats = MediaStats { send_jitter_histogram: vec![0; 201], ..MediaStats::default() };
     let mut ticker = tokio::time::interval(FRAME_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut recv_buf = vec![0u8; 2048];
-    let mut last_rx = started;
     let mut no_audio_reported = false;
     let mut last_send: Option<Instant> = None;
-    let mut filter = SourceFilter::new(policy, sender.remote, started);
     let mut playout = Playout::default();
     let mut playout_events = Vec::new();
     let mut frame_index: u64 = 0;
@@ -375,8 +380,16 @@ async fn run(
                 }
                 last_send = Some(now);
 
+                // A late tick (a busy runtime; missed ticks then come in a burst) finds packets
+                // waiting in the socket: take them first, or the buffer would look empty and the
+                // tick would play silence ahead of audio that has already arrived, shifting the
+                // rest of the call.
+                for _ in 0..MAX_DRAIN_PER_TICK {
+                    let Ok((len, source)) = socket.try_recv_from(&mut recv_buf) else { break };
+                    inbound.on_datagram(&recv_buf[..len], source, now, &mut sender, &mut stats, &channels.events);
+                }
                 let at = now.duration_since(started);
-                let (caller, real) = jitter.pop_stamped();
+                let (caller, real) = inbound.jitter.pop_stamped();
                 let stamped = CallerFrame { index: frame_index, at, samples: caller, concealed: !real };
                 frame_index += 1;
                 if channels.to_agent.try_send(stamped).is_err() {
@@ -390,48 +403,14 @@ async fn run(
                         tracing::warn!(error = %err, "recording failed; continuing without it");
                         recorder = None;
                     }
-                if !no_audio_reported && now.duration_since(last_rx) >= config.no_audio_timeout {
+                if !no_audio_reported && now.duration_since(inbound.last_rx) >= config.no_audio_timeout {
                     no_audio_reported = true;
                     let _ = channels.events.try_send(MediaEvent::NoAudio);
                 }
             }
             received = socket.recv_from(&mut recv_buf) => {
                 let Ok((len, source)) = received else { continue };
-                let Ok(packet) = Packet::parse(&recv_buf[..len]) else { continue };
-                let now = Instant::now();
-                match filter.judge(source, packet.ssrc, now) {
-                    Verdict::Take => {}
-                    Verdict::Latch => {
-                        // Symmetric RTP: answer where the peer really sends from (NAT).
-                        tracing::info!(sdp = %sender.remote, %source, "rtp.latched");
-                        sender.remote = source;
-                        stats.latched_to = Some(source);
-                    }
-                    Verdict::Restart => {
-                        tracing::info!(ssrc = packet.ssrc, "rtp.ssrc_restart");
-                        jitter.restart();
-                        dtmf_in = DtmfReceiver::default();
-                        stats.n_ssrc_restarts += 1;
-                    }
-                    Verdict::RejectSource => {
-                        stats.n_rejected_source += 1;
-                        continue;
-                    }
-                    Verdict::RejectSsrc => {
-                        stats.n_rejected_ssrc += 1;
-                        continue;
-                    }
-                }
-                last_rx = now;
-                if Some(packet.payload_type) == sender.params.dtmf_payload_type {
-                    if let Some(digit) = dtmf_in.on_payload(packet.timestamp, packet.payload) {
-                        let _ = channels.events.try_send(MediaEvent::Dtmf(digit));
-                    }
-                } else if packet.payload_type == sender.params.payload_type && packet.payload.len() <= MAX_PACKET_SAMPLES {
-                    let codec = sender.params.codec;
-                    let samples: Vec<i16> = packet.payload.iter().map(|code| codec.decode(*code)).collect();
-                    jitter.push(packet.timestamp, &samples);
-                }
+                inbound.on_datagram(&recv_buf[..len], source, Instant::now(), &mut sender, &mut stats, &channels.events);
             }
         }
     }
@@ -443,9 +422,65 @@ async fn run(
     {
         tracing::warn!(error = %err, "could not finish recording");
     }
-    stats.n_received = jitter.n_received;
-    stats.n_lost = jitter.n_lost;
+    stats.n_received = inbound.jitter.n_received;
+    stats.n_lost = inbound.jitter.n_lost;
     stats
+}
+
+/// The receiving side of a session: which packets are taken, and where their audio and digits go.
+struct Inbound {
+    jitter: JitterBuffer,
+    dtmf: DtmfReceiver,
+    filter: SourceFilter,
+    /// When the last taken packet came.
+    last_rx: Instant,
+}
+
+impl Inbound {
+    fn on_datagram(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Instant,
+        sender: &mut Sender,
+        stats: &mut MediaStats,
+        events: &mpsc::Sender<MediaEvent>,
+    ) {
+        let Ok(packet) = Packet::parse(datagram) else { return };
+        match self.filter.judge(source, packet.ssrc, now) {
+            Verdict::Take => {}
+            Verdict::Latch => {
+                // Symmetric RTP: answer where the peer really sends from (NAT).
+                tracing::info!(sdp = %sender.remote, %source, "rtp.latched");
+                sender.remote = source;
+                stats.latched_to = Some(source);
+            }
+            Verdict::Restart => {
+                tracing::info!(ssrc = packet.ssrc, "rtp.ssrc_restart");
+                self.jitter.restart();
+                self.dtmf = DtmfReceiver::default();
+                stats.n_ssrc_restarts += 1;
+            }
+            Verdict::RejectSource => {
+                stats.n_rejected_source += 1;
+                return;
+            }
+            Verdict::RejectSsrc => {
+                stats.n_rejected_ssrc += 1;
+                return;
+            }
+        }
+        self.last_rx = now;
+        if Some(packet.payload_type) == sender.params.dtmf_payload_type {
+            if let Some(digit) = self.dtmf.on_payload(packet.timestamp, packet.payload) {
+                let _ = events.try_send(MediaEvent::Dtmf(digit));
+            }
+        } else if packet.payload_type == sender.params.payload_type && packet.payload.len() <= MAX_PACKET_SAMPLES {
+            let codec = sender.params.codec;
+            let samples: Vec<i16> = packet.payload.iter().map(|code| codec.decode(*code)).collect();
+            self.jitter.push(packet.timestamp, &samples);
+        }
+    }
 }
 
 fn report(events: &mpsc::Sender<MediaEvent>, playout_events: &mut Vec<PlayoutEvent>) {

@@ -368,3 +368,43 @@ async fn a_cancelled_response_stops_at_the_wire_within_a_tick_and_reports_what_w
     let stats = session.stop().await;
     assert_eq!(stats.n_agent_frames_dropped, 100 - u64::from(report.frames));
 }
+
+/// A busy runtime makes ticks late, and the missed ones then come in a burst. The packets
+/// that arrived meanwhile wait in the socket: the late ticks must play them, not silence
+/// ahead of them (which would shift the rest of the call and count no loss).
+#[tokio::test(flavor = "current_thread")]
+async fn late_ticks_play_the_packets_that_arrived_meanwhile_not_silence() {
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (session, mut ends) = session_for(peer.local_addr().unwrap(), RtpPolicy::default()).await;
+    let to = session.local_addr();
+    let mut sequence = 0u16;
+    let mut send = |n: u16| {
+        for _ in 0..n {
+            let timestamp = u32::from(sequence) * SAMPLES_PER_FRAME as u32;
+            let payload = [Codec::Pcmu.encode(4000); SAMPLES_PER_FRAME];
+            let packet = Packet { marker: false, payload_type: 0, sequence, timestamp, ssrc: 7, payload: &payload };
+            let mut buf = Vec::new();
+            packet.write(&mut buf);
+            peer.send_to(&buf, to).unwrap();
+            sequence += 1;
+        }
+    };
+    send(10);
+    let mut frames = Vec::new();
+    while frames.iter().filter(|f: &&CallerFrame| !f.concealed).count() < 3 {
+        frames.push(ends.to_agent.recv().await.unwrap());
+    }
+    // The runtime's thread is busy for 300 ms (15 ticks, more than the 7 frames buffered);
+    // the peer's next packets reach the socket before the session runs again.
+    std::thread::sleep(Duration::from_millis(300));
+    send(20);
+    while frames.iter().filter(|f| !f.concealed).count() < 30 {
+        let frame = tokio::time::timeout(Duration::from_secs(2), ends.to_agent.recv()).await.expect("all 30 frames play").unwrap();
+        frames.push(frame);
+    }
+    let first = frames.iter().position(|f| !f.concealed).unwrap();
+    let gaps = frames[first..].iter().filter(|f| f.concealed).count();
+    assert_eq!(gaps, 0, "no silence between the stream's frames");
+    let stats = session.stop().await;
+    assert_eq!((stats.n_received, stats.n_lost), (30, 0), "{stats:?}");
+}
