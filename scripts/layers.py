@@ -20,10 +20,11 @@ SRC = os.path.join(ROOT, "crates", "uponai", "src")
 # Top first. The wiring at the top may use anything below it.
 LAYERS = [
     ["main", "cli_batch", "demo"],
+    ["cli_simulate"],
     ["startup"],
     ["config", "telemetry"],
-    ["sim"],
     ["api"],
+    ["sim"],
     ["dispatch"],
     ["calls"],
     ["admission"],

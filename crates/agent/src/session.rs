@@ -127,8 +127,8 @@ pub enum AgentEvent {
     End(AgentEnd),
     /// Transfer the call to a number or SIP URI.
     Transfer { to: String },
-    /// An utterance was added to the transcript.
-    TranscriptUpdated,
+    /// An utterance was added to the transcript: the conversation as it now stands.
+    TranscriptUpdated(Box<Conversation>),
 }
 
 /// Progress of a reply being spoken, from its speaking task.
@@ -331,7 +331,7 @@ impl Agent {
         if !text.is_empty() {
             let end = last_at + Duration::from_millis(20);
             self.conversation.utterances.push(Utterance::spread(Role::Agent, &text, first_at, end));
-            let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated);
+            let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
         }
         if cancelled || !self.responses[index].done {
             // Cut by a barge-in: kept for a possible resume until the caller's turn ends.
@@ -423,7 +423,7 @@ impl Agent {
             Decision::Respond { turn: _, text, first_speech, last_speech } => {
                 self.forget_interrupted();
                 self.conversation.utterances.push(Utterance::spread(Role::User, &text, first_speech, last_speech));
-                let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated);
+                let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
                 let asr_ms = self.asr_ms.values().copied().max().unwrap_or(0);
                 self.asr_ms.clear();
                 self.start_response(ctx, Cause::UserTurn { last_speech, asr_ms }, EngineInput::UserTurn { text }, now);

@@ -3,10 +3,13 @@
 //! Layout, in the order data flows:
 //! - `cli_batch`: the `uponai batch` command (an HTTP client of a running server).
 //! - `demo`: `uponai demo`, everything on embedded defaults calling a simulated callee.
-//! - `sim`: simulated callees (personas) on a real SIP/RTP leg, with their own voice and ears.
+//! - `cli_simulate`: `uponai simulate`, an agent of a running server calls a persona (and the
+//!   client the demo uses for the same).
 //! - `config`, `telemetry`, `startup`: settings, logging, and `App` (build binds the
 //!   listeners and exposes their ports; `run_until_stopped` serves).
-//! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own route, OpenAPI).
+//! - `api`: the HTTP edge (Retell-compatible routes, UponAI's own routes, OpenAPI).
+//! - `sim`: simulated callees (personas) on a real SIP/RTP leg, with their own voice and
+//!   ears; run by the simulation API.
 //! - `dispatch`: decides when a registered outbound call is dialed.
 //! - `admission`: concurrency slots and the CPS pacer (tickets held by call tasks).
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
@@ -17,6 +20,7 @@
 //! - `domain`: parsed types shared by all of the above; nothing in it is serialisable.
 
 pub mod cli_batch;
+pub mod cli_simulate;
 pub mod config;
 pub mod demo;
 pub mod sim;

@@ -44,6 +44,29 @@ enum Command {
     /// The phone-number column (phone_number, phone, number, to_number) becomes each call's
     /// destination; every other column becomes a dynamic variable.
     Batch(BatchArgs),
+    /// Have an agent of a running server call a simulated callee (a persona, read from a JSON
+    /// file) on the server's loopback, over real SIP and RTP, and print the call's transcript
+    /// and latency and what the persona heard. Try an agent before it goes live.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// The agent that calls.
+    #[arg(long)]
+    agent_id: String,
+    /// The persona, as JSON: {"name", "lines": [{"say"?, "press"?, "when"?}], "hang_up_after_ms"?}.
+    #[arg(long)]
+    persona: PathBuf,
+    /// A dynamic variable for the call, as name=value (repeatable).
+    #[arg(long = "var")]
+    variables: Vec<String>,
+    /// Base URL of the server's API (http only).
+    #[arg(long, env = "UPONAI_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key of the workspace.
+    #[arg(long, env = "UPONAI_API_KEY", hide_env_values = true)]
+    api_key: String,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +207,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 name: args.name.as_deref(),
                 reserved_concurrency: args.reserved_concurrency,
                 wait: !args.no_wait,
+            })
+            .await
+        }
+        Command::Simulate(args) => {
+            uponai::cli_simulate::run(uponai::cli_simulate::SimulateOptions {
+                url: &args.url,
+                api_key: &args.api_key,
+                agent_id: &args.agent_id,
+                persona: &args.persona,
+                variables: &args.variables,
             })
             .await
         }

@@ -28,6 +28,7 @@ const UTTERANCE_GAP: Duration = Duration::from_millis(700);
 
 /// What a simulated callee does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Persona {
     pub name: String,
     pub lines: Vec<Line>,
@@ -38,6 +39,7 @@ pub struct Persona {
 
 /// One thing the persona says (or presses), and when.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Line {
     /// Words to say (spoken with the offline Piper voice).
     #[serde(default)]
@@ -61,8 +63,57 @@ pub enum When {
     OverAgent { after_ms: u64 },
 }
 
+/// Bounds on a persona from the API: it is a tenant's data, run on this host.
+const MAX_LINES: usize = 50;
+const MAX_SAY_CHARS: usize = 500;
+const MAX_PRESS_DIGITS: usize = 20;
+const MAX_NAME_CHARS: usize = 100;
+/// The longest wait a persona may ask for (an hour).
+const MAX_WAIT_MS: u64 = 3_600_000;
+
+impl Persona {
+    /// Checks a persona before it runs: `Err((field, problem))` names the field (under
+    /// `persona.`) at fault.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let fail = |field: String, problem: &str| Err((format!("persona.{field}"), problem.to_owned()));
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return fail("name".into(), "must be at most 100 characters");
+        }
+        if self.lines.len() > MAX_LINES {
+            return fail("lines".into(), "must hold at most 50 lines");
+        }
+        if self.hang_up_after_ms.is_some_and(|ms| ms > MAX_WAIT_MS) {
+            return fail("hang_up_after_ms".into(), "must be at most 3600000");
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            let say = line.say.as_deref().map(str::trim).filter(|s| !s.is_empty());
+            let press = line.press.as_deref().filter(|s| !s.is_empty());
+            if say.is_none() && press.is_none() {
+                return fail(format!("lines[{i}]"), "must say words or press digits");
+            }
+            if say.is_some_and(|s| s.chars().count() > MAX_SAY_CHARS) {
+                return fail(format!("lines[{i}].say"), "must be at most 500 characters");
+            }
+            if let Some(press) = press
+                && (press.len() > MAX_PRESS_DIGITS || !press.chars().all(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')))
+            {
+                return fail(format!("lines[{i}].press"), "must be at most 20 DTMF digits (0-9, *, #, A-D)");
+            }
+            let wait = match line.when {
+                When::AfterAgentStops => 0,
+                When::At { ms } => ms,
+                When::OverAgent { after_ms } => after_ms,
+            };
+            if wait > MAX_WAIT_MS {
+                return fail(format!("lines[{i}].when"), "must wait at most 3600000 ms");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the persona measured at its side of the wire.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PersonaReport {
     /// Agent utterances as the persona heard them: start and end (s from answer) and text.
     pub heard: Vec<Heard>,
@@ -72,17 +123,17 @@ pub struct PersonaReport {
     pub ended_by: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Heard {
     pub start: f64,
     pub end: f64,
     pub text: String,
     /// The audio, until it is transcribed.
-    #[serde(skip)]
+    #[serde(skip, default)]
     audio_for_ears: Vec<i16>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Said {
     pub start: f64,
     pub end: f64,

@@ -80,7 +80,7 @@ pub(super) async fn check_override_llm(state: &ApiState, retell_llm: &Document, 
     from_document::<super::llms::LlmFields>(retell_llm)?.check_targets(state.calls.config.egress, prefix).await
 }
 
-fn parse_override_agent(raw: Option<&str>, field: &str) -> ApiResult<Option<AgentId>> {
+pub(super) fn parse_override_agent(raw: Option<&str>, field: &str) -> ApiResult<Option<AgentId>> {
     raw.map(|raw| AgentId::parse(raw).ok_or_else(|| ApiError::field(field, format!("{raw:?} is not an agent of this workspace"))))
         .transpose()
 }
@@ -161,7 +161,7 @@ pub async fn register_phone_call(
     Ok((StatusCode::CREATED, Json(call)))
 }
 
-fn parse_call_id(raw: &str) -> ApiResult<CallId> {
+pub(super) fn parse_call_id(raw: &str) -> ApiResult<CallId> {
     CallId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("call {raw}")))
 }
 

@@ -28,6 +28,7 @@ mod numbers;
 mod openapi;
 mod paging;
 mod recordings;
+mod simulations;
 mod uponai;
 mod validate;
 mod voices;
@@ -119,6 +120,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v2/delete-call/{call_id}", delete(calls::delete_call))
         .route("/v2/stop-call/{call_id}", post(calls::stop_call))
         .route("/api/v1/calls/initiate", post(uponai::initiate_call))
+        .route("/uponai/create-simulation", post(simulations::create_simulation))
+        .route("/uponai/get-simulation/{call_id}", get(simulations::get_simulation))
         .route("/create-batch-call", post(batches::create_batch_call))
         .route("/get-batch-call/{batch_call_id}", get(batches::get_batch_call))
         .route("/v2/list-batch-calls", get(batches::list_batch_calls))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, batches, calls, flows, llms, numbers, recordings, uponai, voices, webhooks, workspace};
+use super::{agents, batches, calls, flows, llms, numbers, recordings, simulations, uponai, voices, webhooks, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,7 @@ use super::{agents, batches, calls, flows, llms, numbers, recordings, uponai, vo
         workspace::get_settings, workspace::update_settings, workspace::api_key_info, workspace::get_concurrency,
         calls::create_phone_call, calls::register_phone_call, calls::get_call, calls::list_calls,
         calls::update_call, calls::delete_call, calls::stop_call,
-        uponai::initiate_call, recordings::download,
+        uponai::initiate_call, simulations::create_simulation, simulations::get_simulation, recordings::download,
         batches::create_batch_call, batches::get_batch_call, batches::list_batch_calls,
         webhooks::list_call_webhooks, webhooks::redeliver_webhook,
     ),

@@ -26,7 +26,16 @@ pub enum CallLeg {
     /// A call arriving at `to_number`, one of the workspace's numbers: the agent is a
     /// weighted pick of its inbound agents.
     Inbound { from_number: String, to_number: String },
+    /// The simulator's persona, answering on this host at `target` (`uponai simulate`): dialed
+    /// like an outbound call (paced, counted against concurrency) but to that address only.
+    Simulated { target: std::net::SocketAddr },
 }
+
+/// The numbers a simulated call shows: it leaves from no number and reaches no number.
+pub const SIMULATOR_FROM: &str = "simulator";
+pub const SIMULATOR_TO: &str = "persona";
+/// The trunk simulated calls are paced on (the custom trunks' CPS).
+pub const SIMULATOR_TRUNK: &str = "simulator";
 
 /// A call request, parsed at the edge.
 #[derive(Clone, Debug)]
@@ -120,6 +129,14 @@ pub async fn prepare_call(store: &Store, workspace_id: &WorkspaceId, request: Ne
                 return Err(invalid("to_number", format!("no inbound agent bound to {to_number}")));
             }
             (Direction::Inbound, from_number.clone(), number.phone_number, bound)
+        }
+        CallLeg::Simulated { target } => {
+            if request.override_agent_id.is_none() {
+                return Err(invalid("agent_id", "is required"));
+            }
+            document.insert("simulation_target".into(), json!(target.to_string()));
+            trunk = Some(TrunkRef { provider: CpsProvider::Custom, key: SIMULATOR_TRUNK.to_owned() });
+            (Direction::Outbound, SIMULATOR_FROM.to_owned(), SIMULATOR_TO.to_owned(), None)
         }
     };
 

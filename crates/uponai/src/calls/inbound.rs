@@ -226,7 +226,7 @@ async fn accept(
 
     // Replies go back where the INVITE came from (that is the trunk, or its connection).
     let mut leg = Leg { dialog, target: source, inbox, invite_events: None, ack: None, local_sdp: answer_sdp, local_contact: contact };
-    let talked = talk(rt, call, &CallSettings::of(call), &mut leg, socket, params, hangup).await;
+    let talked = talk(rt, workspace_id, call, &CallSettings::of(call), &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": invite.call_id()}));
     (Termination::after_connect(talked.reason), patch)

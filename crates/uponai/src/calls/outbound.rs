@@ -44,18 +44,24 @@ async fn dial(
 ) -> Option<(Termination, Document)> {
     let failed = |failure: DialFailure| Some((failure.termination(), Document::new()));
     let settings = CallSettings::of(call);
-    let number = match rt.store.get_number(workspace_id, &call.from_number).await {
-        Ok(number) => number,
-        Err(err) => {
-            tracing::warn!(call_id = %call.call_id, error = %err, "the calling number is gone");
-            return failed(DialFailure::NoRoute);
-        }
-    };
-    let plan = match trunk::plan(&rt.store, rt.config.egress, workspace_id, &number).await {
-        Ok(plan) => plan,
-        Err(err) => {
-            tracing::warn!(call_id = %call.call_id, error = %err, "cannot dial");
-            return failed(DialFailure::NoRoute);
+    let simulated = trunk::simulation_plan(call);
+    let plan = match simulated.clone() {
+        Some(plan) => plan,
+        None => {
+            let number = match rt.store.get_number(workspace_id, &call.from_number).await {
+                Ok(number) => number,
+                Err(err) => {
+                    tracing::warn!(call_id = %call.call_id, error = %err, "the calling number is gone");
+                    return failed(DialFailure::NoRoute);
+                }
+            };
+            match trunk::plan(&rt.store, rt.config.egress, workspace_id, &number).await {
+                Ok(plan) => plan,
+                Err(err) => {
+                    tracing::warn!(call_id = %call.call_id, error = %err, "cannot dial");
+                    return failed(DialFailure::NoRoute);
+                }
+            }
         }
     };
     let socket = match rt.rtp_ports.bind(rt.config.media_bind_ip).await {
@@ -65,8 +71,15 @@ async fn dial(
             return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new()));
         }
     };
+    // The simulator's persona is on this host: it reaches the media socket by loopback
+    // whatever address the world is told.
+    let media_ip = match &simulated {
+        Some(plan) if rt.config.media_bind_ip.is_unspecified() => plan.target.addr.ip(),
+        Some(_) => rt.config.media_bind_ip,
+        None => rt.config.advertised_ip,
+    };
     let local_media = match socket.local_addr() {
-        Ok(addr) => std::net::SocketAddr::new(rt.config.advertised_ip, addr.port()),
+        Ok(addr) => std::net::SocketAddr::new(media_ip, addr.port()),
         Err(_) => return Some((Termination::error(DisconnectionReason::ErrorUnknown), Document::new())),
     };
     let offer = sdp::offer(local_media, rand::random::<u32>().into(), &[Codec::Pcmu, Codec::Pcma]);
@@ -186,7 +199,7 @@ async fn dial(
     let identifier = json!({"sip_call_id": sip_call_id});
     rt.mark_ongoing(workspace_id, &call.call_id, Document::from_iter([("telephony_identifier".to_owned(), identifier)])).await;
     tracing::info!(call_id = %call.call_id, codec = params.codec.name(), "call.answered");
-    let talked = talk(rt, call, &settings, &mut leg, socket, params, hangup).await;
+    let talked = talk(rt, workspace_id, call, &settings, &mut leg, socket, params, hangup).await;
     let mut patch = talked.patch;
     patch.insert("telephony_identifier".into(), json!({"sip_call_id": sip_call_id}));
     Some((Termination::after_connect(talked.reason), patch))

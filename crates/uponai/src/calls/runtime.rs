@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::json;
 use sip::{Incoming, Method, Response};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -208,6 +209,25 @@ impl CallRuntime {
         }
     }
 
+    /// Merges an ongoing call's transcript fields into its document (what its
+    /// `data_storage_setting` lets it keep, as the setting stands now) and queues the
+    /// `transcript_updated` events its targets opted in to, in one transaction. A call that has
+    /// ended meanwhile keeps its final transcript.
+    pub async fn transcript_updated(&self, workspace_id: &WorkspaceId, call_id: &CallId, fields: Document) {
+        let planner = self.webhooks.planner(workspace_id).await;
+        let plan = move |call: &CallRow| planner.plan(Transition::TranscriptUpdated, call);
+        let patch_of = move |call: &CallRow| {
+            let mut patch = fields.clone();
+            super::storage::DataStorage::of_call(&call.document).scrub(&mut patch);
+            patch
+        };
+        match self.store.update_ongoing_call(workspace_id, call_id, &patch_of, &plan).await {
+            Ok(true) => self.webhooks.wake(),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(%call_id, error = %err, "could not record a transcript update"),
+        }
+    }
+
     /// The limits in force for a workspace (defaults if its settings cannot be read).
     pub async fn limits(&self, workspace_id: &WorkspaceId) -> crate::domain::limits::Limits {
         let settings = self.store.workspace_settings(workspace_id).await.unwrap_or_default();
@@ -219,6 +239,14 @@ impl CallRuntime {
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<Vec<(WorkspaceId, CallRow)>> {
         let mut to_dial = Vec::new();
         for (workspace_id, call, dispatched) in self.store.unfinished_calls_any_workspace().await? {
+            if call.document.contains_key("simulation_target") {
+                // The persona lived in the previous run's process: nobody is there to call.
+                let persona = call.document.get("simulation").and_then(|s| s.get("persona")).cloned();
+                let mut patch = Document::new();
+                patch.insert("simulation".into(), json!({"persona": persona, "error": "the server restarted during the simulation"}));
+                self.end(&workspace_id, &call.call_id, Termination::error(DisconnectionReason::ErrorUnknown), patch).await;
+                continue;
+            }
             let registered_for_dial_in = call.document.get("dial_in").is_some();
             match (call.call_status, dispatched, registered_for_dial_in) {
                 (CallStatus::Registered, false, false) if call.direction == crate::domain::Direction::Outbound => {

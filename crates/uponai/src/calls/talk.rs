@@ -19,7 +19,7 @@ use super::conversation::{self, MediaMouth};
 use super::runtime::CallRuntime;
 use super::settings::CallSettings;
 use super::storage::DataStorage;
-use crate::domain::DisconnectionReason;
+use crate::domain::{DisconnectionReason, WorkspaceId};
 use crate::store::{CallRow, Document};
 
 /// The SIP side of a connected call.
@@ -47,8 +47,10 @@ pub struct Talked {
 }
 
 /// Runs the call until it ends; sends BYE when the end is ours.
+#[allow(clippy::too_many_arguments)] // The call's context, its leg and its media: one of each.
 pub async fn talk(
     rt: &Arc<CallRuntime>,
+    workspace_id: &WorkspaceId,
     call: &CallRow,
     settings: &CallSettings,
     leg: &mut Leg,
@@ -136,7 +138,11 @@ pub async fn talk(
                     break conversation::reason(&end);
                 }
                 AgentEvent::Transfer { to } => tracing::warn!(call_id = %call.call_id, %to, "call.transfer_not_supported_yet"),
-                AgentEvent::TranscriptUpdated => {}
+                AgentEvent::TranscriptUpdated(conversation) => {
+                    // Get Call shows the transcript as it grows, and opted-in webhooks hear of
+                    // each utterance.
+                    rt.transcript_updated(workspace_id, &call.call_id, conversation::document_fields(&conversation)).await;
+                }
             },
             request = leg.inbox.recv() => {
                 let Some(request) = request else { continue };

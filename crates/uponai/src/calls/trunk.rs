@@ -175,6 +175,23 @@ pub async fn plan(store: &Store, egress: Egress, workspace_id: &WorkspaceId, num
     })
 }
 
+/// The dial plan of a simulated call (`CallLeg::Simulated`): straight to the persona's
+/// endpoint, which the server itself bound on loopback, so the egress guard does not apply;
+/// anything but a loopback address in that field is refused (it is never a tenant's).
+pub fn simulation_plan(call: &crate::store::CallRow) -> Option<DialPlan> {
+    let raw = call.document.get("simulation_target")?.as_str()?;
+    let addr: SocketAddr = raw.parse().ok().filter(|addr: &SocketAddr| addr.ip().is_loopback())?;
+    Some(DialPlan {
+        target: Target { addr, transport: TransportKind::Udp },
+        uri_host: addr.to_string(),
+        transport: Transport::Udp,
+        username: None,
+        password: None,
+        provider_headers: Vec::new(),
+        allowed_sources: vec![IpNet { addr: addr.ip(), prefix: if addr.is_ipv4() { 32 } else { 128 } }],
+    })
+}
+
 async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, port));

@@ -99,6 +99,35 @@ impl Store {
         Ok(true)
     }
 
+    /// Merges the patch `patch_of` makes from the call as it stands into an ongoing call's
+    /// document, queueing the events `plan` asks for in the same transaction; `false` (and
+    /// nothing written) if the call is not ongoing.
+    pub async fn update_ongoing_call(
+        &self,
+        workspace_id: &WorkspaceId,
+        call_id: &CallId,
+        patch_of: &(dyn Fn(&CallRow) -> Document + Send + Sync),
+        plan: EventPlan<'_>,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut call = call_in_workspace(&mut *tx, workspace_id, call_id).await?.ok_or(StoreError::NotFound)?;
+        if call.call_status != CallStatus::Ongoing {
+            return Ok(false);
+        }
+        let patch = patch_of(&call);
+        call.document.extend(patch);
+        sqlx::query("UPDATE calls SET document = $3 WHERE workspace_id = $1 AND call_id = $2 AND call_status = 'ongoing'")
+            .bind(workspace_id.as_str())
+            .bind(call_id.as_str())
+            .bind(encode_document(&call.document))
+            .execute(&mut *tx)
+            .await?;
+        self.insert_webhooks(&mut tx, workspace_id, call_id, &plan(&call), crate::domain::now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Ends a call that is registered or ongoing, queueing the events `plan` asks for in the
     /// same transaction; `false` if it had already ended.
     pub async fn end_call(

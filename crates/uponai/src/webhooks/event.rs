@@ -50,6 +50,8 @@ pub enum Transition {
     Started,
     /// The call ended, connected or not.
     Ended,
+    /// An utterance was added to an ongoing call's transcript.
+    TranscriptUpdated,
 }
 
 /// The events of a transition, in the order they are delivered.
@@ -57,6 +59,7 @@ pub(super) fn events_for(transition: Transition, connected: bool) -> &'static [E
     use EventName as E;
     match (transition, connected) {
         (Transition::Started, _) => &[E::CallStarted],
+        (Transition::TranscriptUpdated, _) => &[E::TranscriptUpdated],
         (Transition::Ended, true) => &[E::TranscriptUpdated, E::CallEnded, E::CallAnalyzed],
         (Transition::Ended, false) => &[E::CallFailed, E::CallEnded, E::CallAnalyzed],
     }

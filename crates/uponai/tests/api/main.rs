@@ -13,5 +13,6 @@ mod limits;
 mod llms;
 mod numbers;
 mod persistence;
+mod simulations;
 mod tenancy;
 mod webhooks;

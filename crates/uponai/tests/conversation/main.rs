@@ -9,6 +9,10 @@
 mod calls;
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod personas;
+#[path = "../webhooks/receiver.rs"]
+#[allow(dead_code)] // The webhook tests' receiver; this binary uses part of it.
+mod receiver;
 #[path = "../sip/sipp.rs"]
 mod sipp;
 
