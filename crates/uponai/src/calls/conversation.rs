@@ -98,7 +98,8 @@ pub fn engine(call: &CallRow, settings: &CallSettings) -> (AgentSettings, Box<dy
             Err(error) => tracing::error!(call_id = %call.call_id, %error, "call.flow_unreadable"),
         }
     }
-    (agent_settings, Box::new(BeginMessageOnly { begin_message: settings.begin_message.clone() }))
+    let begin_message = settings.begin_message.as_deref().map(|text| agent::template::fill(text, &variables(call, settings)));
+    (agent_settings, Box::new(BeginMessageOnly { begin_message }))
 }
 
 /// The call's dynamic variables and Retell's system variables.
@@ -108,6 +109,12 @@ fn variables(call: &CallRow, settings: &CallSettings) -> HashMap<String, String>
         Direction::Outbound => (&call.to_number, &call.from_number),
     };
     let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    // `current_time_{{timezone}}` for every zone the agent's texts name.
+    let mut texts = settings.begin_message.clone().unwrap_or_default();
+    if let Some(flow) = &settings.flow {
+        texts.push_str(&Value::Object(flow.clone()).to_string());
+    }
+    let zoned = zoned_times(&texts, now.timestamp());
     let mut vars: HashMap<String, String> = HashMap::from([
         ("call_id".to_owned(), call.call_id.to_string()),
         ("call_type".to_owned(), call.call_type.as_str().to_owned()),
@@ -119,8 +126,32 @@ fn variables(call: &CallRow, settings: &CallSettings) -> HashMap<String, String>
         ("current_hour".to_owned(), now.strftime("%-H").to_string()),
         ("current_calendar".to_owned(), now.strftime("%Y-%m-%d (%A)").to_string()),
     ]);
+    vars.extend(zoned);
     vars.extend(settings.dynamic_variables.iter().cloned());
     vars
+}
+
+/// `current_time_<zone>` (Retell's `{{current_time_America/New_York}}`) for each IANA zone
+/// named so in `text`; a name that is not a known zone is left alone (and stays as written).
+fn zoned_times(text: &str, now: jiff::Timestamp) -> Vec<(String, String)> {
+    const PREFIX: &str = "{{current_time_";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        rest = &rest[at + PREFIX.len()..];
+        let Some(end) = rest.find("}}") else { break };
+        let zone = rest[..end].trim();
+        // Zone names are short ASCII (`America/Argentina/Buenos_Aires`); anything else is not one.
+        if zone.len() <= 64
+            && zone.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+            && let Ok(tz) = jiff::tz::TimeZone::get(zone)
+        {
+            let time = now.to_zoned(tz).strftime("%A, %B %-d, %Y at %-I:%M %p %Z").to_string();
+            out.push((format!("current_time_{zone}"), time));
+        }
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// The `disconnection_reason` of an end the agent chose.
@@ -247,6 +278,19 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn current_time_in_a_named_zone_is_filled_and_an_unknown_zone_left_alone() {
+        let now: jiff::Timestamp = "2026-07-04T16:30:00Z".parse().unwrap();
+        let text = "It is {{current_time_America/New_York}} here, {{current_time_Asia/Tokyo}} there, {{current_time_Mars/Olympus}} nowhere, {{current_time_";
+        let vars: HashMap<String, String> = zoned_times(text, now).into_iter().collect();
+        assert_eq!(vars.get("current_time_America/New_York").map(String::as_str), Some("Saturday, July 4, 2026 at 12:30 PM EDT"));
+        assert_eq!(vars.get("current_time_Asia/Tokyo").map(String::as_str), Some("Sunday, July 5, 2026 at 1:30 AM JST"));
+        assert_eq!(vars.len(), 2, "{vars:?}");
+        let filled = agent::template::fill(text, &vars);
+        assert!(filled.starts_with("It is Saturday, July 4, 2026 at 12:30 PM EDT here, Sunday"), "{filled}");
+        assert!(filled.contains("{{current_time_Mars/Olympus}} nowhere"), "{filled}");
+    }
 
     #[test]
     fn latency_has_retells_percentile_shape() {

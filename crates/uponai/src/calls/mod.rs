@@ -7,6 +7,7 @@
 //! - `outbound`, `inbound`: the two ways a call task starts; both end in `talk`.
 //! - `storage`: what a call's `data_storage_setting` lets it keep (recording, transcript).
 //! - `talk`: the connected call: media, the voice agent, and whatever ends it first.
+//! - `transfer`: cold transfer by SIP REFER (the destination checked before it becomes a header).
 //! - `conversation`: the agent crate's task wired to a call (settings, media, the engine
 //!   until M7's LLMs, and the transcript and latency it leaves in the call document).
 //! - `voice`: the process's offline speech engines, checked at start, loaded once.
@@ -23,6 +24,7 @@ pub mod runtime;
 pub mod settings;
 pub mod storage;
 pub mod talk;
+pub mod transfer;
 pub mod trunk;
 pub mod voice;
 

@@ -19,6 +19,7 @@ use super::conversation::{self, MediaMouth};
 use super::runtime::CallRuntime;
 use super::settings::CallSettings;
 use super::storage::DataStorage;
+use super::transfer;
 use crate::domain::{DisconnectionReason, WorkspaceId};
 use crate::store::{CallRow, Document};
 
@@ -98,6 +99,7 @@ pub async fn talk(
         }
     });
 
+    let mut transferred_to = None;
     let max_duration = tokio::time::sleep(settings.max_call_duration);
     tokio::pin!(max_duration);
 
@@ -137,7 +139,23 @@ pub async fn talk(
                     send_bye(rt, leg).await;
                     break conversation::reason(&end);
                 }
-                AgentEvent::Transfer { to } => tracing::warn!(call_id = %call.call_id, %to, "call.transfer_not_supported_yet"),
+                AgentEvent::Transfer { to } => {
+                    match transfer::refer_to(&to, &leg.dialog.remote) {
+                        Ok(refer_to) => match transfer::refer(rt, leg, &refer_to).await {
+                            Ok(outcome) => {
+                                tracing::info!(call_id = %call.call_id, %refer_to, ?outcome, "call.transferred");
+                                if outcome == transfer::Transferred::Leave {
+                                    send_bye(rt, leg).await;
+                                }
+                                transferred_to = Some(to);
+                                break DisconnectionReason::CallTransfer;
+                            }
+                            // The agent stays on the call.
+                            Err(err) => tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_failed"),
+                        },
+                        Err(err) => tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_refused"),
+                    }
+                }
                 AgentEvent::TranscriptUpdated(conversation) => {
                     // Get Call shows the transcript as it grows, and opted-in webhooks hear of
                     // each utterance.
@@ -186,6 +204,9 @@ pub async fn talk(
     if recording.is_some() {
         patch.insert("recording_file".into(), json!(file_name(&mono)));
         patch.insert("recording_multi_channel_file".into(), json!(file_name(&stereo)));
+    }
+    if let Some(to) = transferred_to {
+        patch.insert("transfer_destination".into(), json!(to));
     }
     storage.scrub(&mut patch);
     Talked { reason, stats, patch }

@@ -59,6 +59,8 @@ pub struct CallResponse {
     #[schema(value_type = Option<Object>)]
     pub call_analysis: Option<Value>,
     pub transcript: Option<String>,
+    /// Where the call was transferred (a number or `sip:` URI); only with `call_transfer`.
+    pub transfer_destination: Option<String>,
     #[schema(value_type = Option<Vec<Object>>)]
     pub transcript_object: Option<Value>,
     #[schema(value_type = Option<Vec<Object>>)]
@@ -117,6 +119,7 @@ impl CallResponse {
             telephony_identifier: doc.get("telephony_identifier").cloned(),
             call_analysis: doc.get("call_analysis").cloned(),
             transcript: text("transcript"),
+            transfer_destination: text("transfer_destination"),
             transcript_object: doc.get("transcript_object").cloned(),
             transcript_with_tool_calls: doc.get("transcript_with_tool_calls").cloned(),
             latency: doc.get("latency").cloned(),

@@ -12,3 +12,4 @@ mod sipp;
 mod strict_rtp;
 mod tenancy;
 mod torture;
+mod transfer;

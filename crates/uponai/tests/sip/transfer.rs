@@ -1,0 +1,77 @@
+//! Cold transfer by SIP REFER, against sipp as the trunk: a flow's `transfer_call` node
+//! sends REFER with the destination; the trunk's acceptance (and its NOTIFY) ends our part of
+//! the call with `call_transfer`; a refusal leaves the agent on the call.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app};
+use crate::sipp::{Sipp, Transport, import_on_trunk, wait_for_end};
+
+const FROM: &str = "+14155550100";
+const TO: &str = "+12125550123";
+const DESTINATION: &str = "+14155550199";
+
+async fn transferring_agent(app: &TestApp) -> String {
+    let flow = json!({"start_speaker": "agent", "start_node_id": "xfer", "nodes": [
+        {"id": "xfer", "type": "transfer_call", "instruction": {"type": "static_text", "text": "Transferring you now."},
+         "transfer_destination": {"type": "predefined", "number": "{{desk}}"},
+         "transfer_option": {"type": "cold_transfer"}, "edges": []}
+    ]});
+    let reply = app.post("/create-conversation-flow", flow).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    let engine = json!({"type": "conversation-flow", "conversation_flow_id": reply.body["conversation_flow_id"]});
+    let reply = app.post("/create-agent", json!({"voice_id": "espeak-en-us-male", "response_engine": engine})).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    reply.body["agent_id"].as_str().unwrap().to_owned()
+}
+
+async fn call(app: &TestApp, sipp: &Sipp, desk: &str) -> serde_json::Value {
+    let agent_id = transferring_agent(app).await;
+    import_on_trunk(app, FROM, sipp.addr(), Transport::Udp, &agent_id, json!({})).await;
+    let body = json!({"from_number": FROM, "to_number": TO, "retell_llm_dynamic_variables": {"desk": desk}});
+    let reply = app.post("/v2/create-phone-call", body).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    wait_for_end(app, reply.body["call_id"].as_str().unwrap(), Duration::from_secs(60)).await
+}
+
+#[tokio::test]
+async fn a_transfer_node_refers_the_trunk_to_the_destination_and_leaves_with_call_transfer() {
+    let app = spawn_app().await;
+    // The Refer-To sipp checks (a regular expression, in an XML attribute): the number at the
+    // trunk's host.
+    let refer_to = format!("&lt;sip:\\{DESTINATION}@127\\.0\\.0\\.1:[0-9]+&gt;");
+    let sipp = Sipp::uas_from_template("answer_accept_refer.xml", Transport::Udp, &[("__REFER_TO__", &refer_to)]);
+    let call = call(&app, &sipp, DESTINATION).await;
+    assert_eq!(call["disconnection_reason"], "call_transfer", "{call}");
+    assert_eq!(call["transfer_destination"], DESTINATION);
+    assert_eq!(call["transcript"], "Agent: Transferring you now.");
+    // sipp saw the REFER it expected, sent its NOTIFY, and took our BYE.
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_transfer_leaves_the_agent_on_the_call() {
+    let app = spawn_app().await;
+    let sipp = Sipp::uas_from_template("answer_refuse_refer.xml", Transport::Udp, &[]);
+    let call = call(&app, &sipp, DESTINATION).await;
+    assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
+    assert!(call["transfer_destination"].is_null(), "{call}");
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_destination_that_is_not_a_number_or_sip_uri_never_reaches_the_wire() {
+    let app = spawn_app().await;
+    // sipp would fail on a REFER (it expects none: it answers, then hangs up).
+    let sipp = Sipp::uas_from_template(
+        "answer_persona_hangup.xml",
+        Transport::Udp,
+        &[("__PCAP__", "/usr/share/sip-tester/g711a.pcap"), ("__HANGUP_MS__", "4000")],
+    );
+    let call = call(&app, &sipp, "+1415\r\nX-Evil: yes").await;
+    assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
+    assert!(call["transfer_destination"].is_null(), "{call}");
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
+}
