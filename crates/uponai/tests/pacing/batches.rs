@@ -141,7 +141,16 @@ async fn a_batch_survives_kill_9_without_dialing_any_task_twice() {
     let per_task = call_ids_per_task(&invites);
     let twice: Vec<_> = per_task.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(twice.is_empty(), "tasks dialed twice: {twice:?}");
-    assert_eq!(per_task.len(), 250, "every task dialed exactly once across the kill");
+    // At most once, not exactly once: a call claimed for dialing in the instant before the
+    // kill, whose INVITE had not left yet, is ended by the restart (error_unknown) and never
+    // dialed, rather than risk a second INVITE. Every undialed task must be such a call.
+    let filter = json!({"filter_criteria": {"batch_call_id": {"type": "string", "op": "eq", "value": id}}, "limit": 1000});
+    let listed = api(&server, reqwest::Method::POST, "/v3/list-calls", Some(filter)).await;
+    let calls = listed["items"].as_array().unwrap();
+    assert_eq!(calls.len(), 250, "one call per task");
+    let cut_by_the_kill = calls.iter().filter(|c| c["disconnection_reason"] == "error_unknown").count();
+    let undialed = 250 - per_task.len();
+    assert!(undialed <= cut_by_the_kill && cut_by_the_kill <= 5, "{undialed} tasks undialed, {cut_by_the_kill} calls cut by the kill");
     let mut times: Vec<f64> = invites.iter().map(|(t, _)| *t).collect();
     times.sort_by(f64::total_cmp);
     let busiest = busiest_second(&times);
