@@ -231,7 +231,7 @@ async fn recv_invite_event(events: &mut Option<mpsc::UnboundedReceiver<ClientEve
 
 /// Answers one in-dialog request; `true` when it was the peer's BYE. The router matched it
 /// by Call-ID only; a request without both of the dialog's tags is not the peer's (481).
-async fn on_request(leg: &Leg, incoming: Incoming) -> bool {
+pub(super) async fn on_request(leg: &Leg, incoming: Incoming) -> bool {
     let Some(tx) = incoming.tx else { return false };
     let request = incoming.request;
     if !leg.dialog.matches(&request) {

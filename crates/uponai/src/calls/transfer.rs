@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use sip::endpoint::ClientEvent;
 use sip::uri::NameAddr;
-use sip::{Method, Response, SipUri};
+use sip::{Method, SipUri};
 
 use super::runtime::CallRuntime;
-use super::talk::Leg;
+use super::talk::{Leg, on_request};
 use crate::domain::sip_header;
 
 /// How long the other side has to answer the REFER (Timer F: 64 × T1).
@@ -91,22 +91,18 @@ pub async fn refer(rt: &Arc<CallRuntime>, leg: &mut Leg, refer_to: &str) -> Resu
         let Ok(Some(incoming)) = tokio::time::timeout_at(deadline, leg.inbox.recv()).await else {
             return Ok(Transferred::Leave);
         };
-        let Some(tx) = incoming.tx else { continue };
-        let request = incoming.request;
-        if !leg.dialog.matches(&request) {
-            tx.respond(Response::to(&request, 481, "Call/Transaction Does Not Exist")).await;
-            continue;
+        let request = &incoming.request;
+        let is_notify = matches!(&request.method, Method::Other(name) if name.eq_ignore_ascii_case("NOTIFY"));
+        let status = (is_notify && leg.dialog.matches(request)).then(|| sipfrag_status(&request.body)).flatten();
+        // Answered as during the rest of the call (a re-INVITE gets our SDP, a stranger 481).
+        if on_request(leg, incoming).await {
+            return Ok(Transferred::PeerLeft);
         }
-        tx.respond(Response::to(&request, 200, "OK")).await;
-        match request.method {
-            Method::Bye => return Ok(Transferred::PeerLeft),
-            Method::Other(ref name) if name.eq_ignore_ascii_case("NOTIFY") => match sipfrag_status(&request.body) {
-                Some(code) if code < 200 => continue,
-                Some(code) if code < 300 => return Ok(Transferred::Leave),
-                Some(code) => return Err(TransferFailed::Failed(format!("the destination answered {code}"))),
-                None => continue,
-            },
-            _ => continue,
+        match status {
+            Some(code) if code < 200 => continue,
+            Some(code) if code < 300 => return Ok(Transferred::Leave),
+            Some(code) => return Err(TransferFailed::Failed(format!("the destination answered {code}"))),
+            None => continue,
         }
     }
 }

@@ -60,7 +60,9 @@ async fn a_batch_of_three_hundred_tasks_runs_at_its_trunks_cps() {
     let busiest = busiest_second(&times);
     assert!((25..=30).contains(&busiest), "paced at 30 CPS: busiest second held {busiest}");
     let span = times.last().unwrap() - times.first().unwrap();
-    assert!((9.5..13.0).contains(&span), "300 INVITEs at 30 CPS take about 10 s: {span}");
+    // At most 30 a second makes 300 take 10 s at least; the upper bound only catches a pacer
+    // stuck far behind, as a loaded 2-core CI machine stretches the run (13.06 s seen once).
+    assert!((9.5..20.0).contains(&span), "300 INVITEs at 30 CPS take about 10 s: {span}");
     let listed = app
         .post("/v3/list-calls", json!({"filter_criteria": {"batch_call_id": {"type": "string", "op": "eq", "value": id}}, "limit": 1000}))
         .await
