@@ -15,6 +15,10 @@ Prints figures; asserts nothing.
    to the end of the agent audio it heard (the cut), p50.
 3. Concurrency: K simulations at once for growing K, e2e p50 at each K; the largest K whose
    p50 stays <= 1.5 s.
+4. Platform overhead: the turns of 1. on a second server started with `--instant-speech`
+   (the agent's VAD, STT and TTS are instant stand-ins: loudness, a word count, a tone), so
+   e2e minus the end-of-turn silence is what the platform adds: media, agent task, flow
+   engine, channels. The persona keeps its offline voice and ears.
 
 Usage: bench/conversation.py [--calls 5] [--levels 1,2,4,6,8,10,12] [--smoke]
 """
@@ -49,6 +53,8 @@ LONG = ("Our office is open from eight in the morning until six in the evening o
         "nine until one on Saturdays, and we are closed on Sundays and on public holidays, and parking "
         "is free behind the building.")
 PIPER = "piper-en_US-joe-medium"
+# The end-of-turn silence at `responsiveness` 1, the default (agent::turn::TurnConfig).
+END_OF_TURN_MS = 450
 
 
 def build_release():
@@ -230,6 +236,23 @@ def concurrency(api, levels, phrases_per_call):
     print(f"  held at once with e2e p50 <= 1.5 s: {best}")
 
 
+def overhead(api, n_calls, phrases_per_call):
+    """Turns against instant stand-in engines: e2e beyond the end-of-turn silence."""
+    agent_id = make_agent(api, listening_flow())
+    beyond, wire = [], []
+    for k in range(n_calls):
+        phrases = [PHRASES[(k * phrases_per_call + i) % len(PHRASES)] for i in range(phrases_per_call)]
+        call, report = simulate(api, agent_id, answering_persona(phrases))
+        beyond += [v - END_OF_TURN_MS for v in values(call, "e2e")]
+        wire += [s["agent_answered_after_ms"] - END_OF_TURN_MS for s in report["said"]
+                 if s.get("agent_answered_after_ms") is not None]
+    print(f"\nplatform overhead (instant stand-in engines), {len(beyond)} turns in {n_calls} calls:")
+    print("                              p50     p90     p99     max   (ms)")
+    for name, series in (("e2e - end-of-turn silence", beyond), ("same, at the persona", wire)):
+        print(f"  {name:<26} {percentile(series, 0.5):>6.0f}  {percentile(series, 0.9):>6.0f}  "
+              f"{percentile(series, 0.99):>6.0f}  {max(series) if series else float('nan'):>6.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=5, help="calls for the turn and barge-in figures")
@@ -246,6 +269,13 @@ def main():
         turns(api, calls, phrases)
         barge_in(api, calls)
         concurrency(api, levels, 2 if args.smoke else 3)
+    finally:
+        stop(server)
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir = tempfile.mkdtemp(prefix="uponai-bench-overhead-")
+    server, api = start_server(workdir, ["--no-audio-timeout-secs", "60", "--instant-speech"])
+    try:
+        overhead(api, calls * 2, 1 if args.smoke else 5)
     finally:
         stop(server)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -11,11 +11,13 @@
 //!   `prompt` conditions; [`template`]: `{{variable}}` filling.
 //! - [`text`]: sentence splitting.
 //! - [`session`]: the agent task of one call, the Tokio adapter around `turn`.
+//! - [`instant`]: stand-in providers that take no time, to measure the platform alone.
 //! - [`offline`]: the embedded engines, loaded from the assets directory: Silero VAD and the
 //!   Piper voice (ONNX Runtime, opened at run time), Whisper (a CTranslate2 worker process).
 
 pub mod conversation;
 pub mod flow;
+pub mod instant;
 pub mod offline;
 pub mod provider;
 pub mod session;

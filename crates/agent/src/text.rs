@@ -25,9 +25,66 @@ pub fn sentences(text: &str) -> Vec<String> {
     out
 }
 
+/// A first sentence longer than this many words is split at its first clause break.
+const LONG_FIRST_SENTENCE_WORDS: usize = 10;
+/// The shortest first piece such a split makes.
+const MIN_FIRST_PIECE_WORDS: usize = 3;
+
+/// The pieces a reply is synthesised in: its sentences, except that a long first sentence
+/// is split after its first comma, semicolon or colon (three words in at least), so the
+/// caller hears the start of the answer after one short synthesis rather than a long one;
+/// the rest follows while the first piece plays. Joined with spaces, the pieces are the
+/// sentences again.
+pub fn speech_parts(text: &str) -> Vec<String> {
+    let mut parts = sentences(text);
+    let Some(first) = parts.first() else { return parts };
+    if first.split_whitespace().count() <= LONG_FIRST_SENTENCE_WORDS {
+        return parts;
+    }
+    let (mut words, mut offset, mut split) = (0, 0, None);
+    for token in first.split_inclusive(char::is_whitespace) {
+        offset += token.len();
+        let word = token.trim();
+        if word.is_empty() {
+            continue;
+        }
+        words += 1;
+        if words >= MIN_FIRST_PIECE_WORDS && word.ends_with([',', ';', ':']) {
+            split = Some(offset);
+            break;
+        }
+    }
+    if let Some(at) = split {
+        let (head, tail) = first.split_at(at);
+        let (head, tail) = (head.trim().to_owned(), tail.trim().to_owned());
+        if !tail.is_empty() {
+            parts.splice(0..1, [head, tail]);
+        }
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_first_sentence_is_spoken_from_its_first_clause() {
+        let long = "Our office is open from eight, and on Saturdays from nine until one, closed on Sundays. Thanks.";
+        assert_eq!(
+            speech_parts(long),
+            ["Our office is open from eight,", "and on Saturdays from nine until one, closed on Sundays.", "Thanks."]
+        );
+        assert_eq!(speech_parts(long).join(" "), sentences(long).join(" "));
+        // Short first sentences, and long ones without an early clause break, stay whole.
+        assert_eq!(speech_parts("Yes, of course. Anything else?"), ["Yes, of course.", "Anything else?"]);
+        let no_break = "One two three four five six seven eight nine ten eleven twelve.";
+        assert_eq!(speech_parts(no_break), [no_break]);
+        // A break in the first two words is too early to split at.
+        let early = "Well, one two three four five six seven eight nine ten eleven.";
+        assert_eq!(speech_parts(early), [early]);
+        assert!(speech_parts("").is_empty());
+    }
 
     #[test]
     fn replies_split_at_sentence_ends_but_not_inside_numbers() {

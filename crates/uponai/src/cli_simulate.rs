@@ -25,45 +25,73 @@ impl Client {
 
     /// Sends a request; the body of a 2xx answer, else an error with the server's message.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        self.send(method, path, body.as_ref()).await?.ok(path)
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Answer> {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
         let response = request.send().await.with_context(|| format!("reach {}", self.base))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.is_success(), "{path}: {status}: {}", body["message"].as_str().unwrap_or(&body.to_string()));
-        Ok(body)
+        let retry_after = response
+            .headers()
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok(Answer { status, retry_after, body })
     }
-}
 
-impl Client {
     /// `POST /uponai/create-simulation`, retrying a 429 (the workspace's concurrency or the
     /// simulator's CPS is taken) after the `retry-after-ms` it names, for up to a minute.
     async fn create_simulation(&self, body: &Value) -> anyhow::Result<Value> {
+        const PATH: &str = "/uponai/create-simulation";
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let request = self.http.post(format!("{}/uponai/create-simulation", self.base)).bearer_auth(&self.key).json(body);
-            let response = request.send().await.with_context(|| format!("reach {}", self.base))?;
-            let status = response.status();
-            let wait = response
-                .headers()
-                .get("retry-after-ms")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map_or(Duration::from_millis(500), Duration::from_millis);
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && tokio::time::Instant::now() + wait < deadline {
-                tokio::time::sleep(wait).await;
-                continue;
+            let answer = self.send(reqwest::Method::POST, PATH, Some(body)).await?;
+            let wait = answer.retry_after.unwrap_or(Duration::from_millis(500));
+            if answer.status != reqwest::StatusCode::TOO_MANY_REQUESTS || tokio::time::Instant::now() + wait >= deadline {
+                return answer.ok(PATH);
             }
-            anyhow::ensure!(
-                status.is_success(),
-                "create-simulation: {status}: {}",
-                answer["message"].as_str().unwrap_or(&answer.to_string())
-            );
-            return Ok(answer);
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// GETs `path` every `every` until `done` picks a value from its body, or `deadline`.
+    async fn poll<T>(
+        &self,
+        path: &str,
+        every: Duration,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&Value) -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<T> {
+        loop {
+            let body = self.call(reqwest::Method::GET, path, None).await?;
+            if let Some(value) = done(&body)? {
+                return Ok(value);
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{path}: not done in time");
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+/// One HTTP answer.
+struct Answer {
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: Value,
+}
+
+impl Answer {
+    /// The body of a 2xx answer, else an error with the server's message.
+    fn ok(self, path: &str) -> anyhow::Result<Value> {
+        let Self { status, body, .. } = self;
+        anyhow::ensure!(status.is_success(), "{path}: {status}: {}", body["message"].as_str().unwrap_or(&body.to_string()));
+        Ok(body)
     }
 }
 
@@ -81,25 +109,22 @@ pub async fn simulate(client: &Client, agent_id: &str, persona: &Persona, variab
     // A persona waits a minute at most for the call, and the call ends by its agent's
     // max_call_duration_ms at worst; this only bounds a stuck server.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3_600);
-    let report = loop {
-        let simulation = client.call(reqwest::Method::GET, &format!("/uponai/get-simulation/{call_id}"), None).await?;
-        match simulation["status"].as_str() {
-            Some("ended") => break simulation["report"].clone(),
-            Some("failed") => anyhow::bail!("simulation {call_id} failed: {}", simulation["error"]),
-            _ => {}
-        }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "simulation {call_id} did not end");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let report = client
+        .poll(&format!("/uponai/get-simulation/{call_id}"), Duration::from_millis(250), deadline, |simulation| {
+            match simulation["status"].as_str() {
+                Some("ended") => Ok(Some(simulation["report"].clone())),
+                Some("failed") => anyhow::bail!("simulation {call_id} failed: {}", simulation["error"]),
+                _ => Ok(None),
+            }
+        })
+        .await?;
     // The persona hears the hang-up before the call's end is stored.
-    let call = loop {
-        let call = client.call(reqwest::Method::GET, &format!("/v2/get-call/{call_id}"), None).await?;
-        if ["ended", "not_connected", "error"].contains(&call["call_status"].as_str().unwrap_or_default()) {
-            break call;
-        }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "call {call_id} did not end");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let call = client
+        .poll(&format!("/v2/get-call/{call_id}"), Duration::from_millis(100), deadline, |call| {
+            let ended = ["ended", "not_connected", "error"].contains(&call["call_status"].as_str().unwrap_or_default());
+            Ok(ended.then(|| call.clone()))
+        })
+        .await?;
     Ok(Outcome { call, report })
 }
 

@@ -49,6 +49,11 @@ pub struct Settings {
     /// The offline speech assets (`scripts/assets` installs them); `None`: the default
     /// (`$UPONAI_ASSETS_DIR`, else `$XDG_CACHE_HOME/uponai/assets`, else `~/.cache/uponai/assets`).
     pub assets_dir: Option<PathBuf>,
+    /// For benchmarks: agents hear and speak through instant stand-ins (`agent::instant`:
+    /// loudness for speech, a transcript that counts words, a tone for a voice) instead of the
+    /// offline engines, so a call measures the platform alone. Simulated callees keep the
+    /// offline engines.
+    pub instant_speech: bool,
 }
 
 /// One layer of optional settings: the config file's shape (the same names as the flags),
@@ -70,6 +75,7 @@ pub struct FileSettings {
     pub webhook_retry_cap_ms: Option<u64>,
     pub allow_private_targets: Option<bool>,
     pub assets_dir: Option<PathBuf>,
+    pub instant_speech: Option<bool>,
 }
 
 impl FileSettings {
@@ -126,6 +132,7 @@ impl Settings {
             webhook_retry,
             allow_private_targets: overrides.allow_private_targets.or(file.allow_private_targets).unwrap_or(false),
             assets_dir: overrides.assets_dir.or(file.assets_dir),
+            instant_speech: overrides.instant_speech.or(file.instant_speech).unwrap_or(false),
         })
     }
 

@@ -66,6 +66,7 @@ pub async fn run(assets_dir: Option<PathBuf>) -> anyhow::Result<()> {
         // The simulator's callee is on loopback, reached without a trunk; nothing else is.
         allow_private_targets: false,
         assets_dir: assets_dir.clone(),
+        instant_speech: false,
     };
     println!("Loading the offline speech engines…");
     let speech = Speech::check(assets_dir.as_deref())?;

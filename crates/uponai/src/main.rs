@@ -137,6 +137,10 @@ struct ServeArgs {
     /// (refused by default, so tenants cannot reach this host's network or cloud metadata).
     #[arg(long, env = "UPONAI_ALLOW_PRIVATE_TARGETS")]
     allow_private_targets: bool,
+    /// For benchmarks: agents hear and speak through instant stand-ins (loudness for speech,
+    /// a transcript counting words, a tone for a voice), so calls measure the platform alone.
+    #[arg(long, env = "UPONAI_INSTANT_SPEECH")]
+    instant_speech: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // Absent means "not given here": the config file may still say true.
                 allow_private_targets: args.allow_private_targets.then_some(true),
                 assets_dir: cli.assets_dir,
+                instant_speech: args.instant_speech.then_some(true),
             };
             serve(Settings::resolve(overrides, file)?).await
         }

@@ -79,6 +79,7 @@ impl App {
                 inbound_queue: settings.inbound_queue,
                 egress: settings.egress(),
                 speech,
+                instant_speech: settings.instant_speech,
             },
         );
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })

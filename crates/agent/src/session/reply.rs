@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AgentEnd, FRAME_SAMPLES, Mouth, Response, Speech};
 use crate::conversation::millis;
 use crate::provider::{TextToSpeech, with_deadline};
-use crate::text::sentences;
+use crate::text::speech_parts;
 use crate::turn::Generation;
 
 pub(super) struct Voice {
@@ -20,8 +20,9 @@ pub(super) struct Voice {
     pub(super) deadline: Duration,
 }
 
-/// Synthesises `text` sentence by sentence and queues each sentence's frames as soon as it
-/// is made (sentence 1 plays while sentence 2 is synthesised).
+/// Synthesises `text` piece by piece (its sentences, a long first one split at a clause:
+/// `speech_parts`) and queues each piece's frames as soon as it is made (piece 1 plays while
+/// piece 2 is synthesised).
 pub(super) fn speak(
     generation: Generation,
     text: &str,
@@ -30,7 +31,7 @@ pub(super) fn speak(
     progress: mpsc::Sender<Speech>,
     cancel: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let parts: Vec<String> = sentences(text);
+    let parts: Vec<String> = speech_parts(text);
     async move {
         let n = parts.len();
         for (i, sentence) in parts.into_iter().enumerate() {

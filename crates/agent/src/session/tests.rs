@@ -1,49 +1,11 @@
-//! The agent task against instant fake providers and a simulated media task, in virtual
-//! time: what the caller hears, what the transcript keeps, and when.
+//! The agent task against the instant stand-in providers (`crate::instant`) and a simulated
+//! media task, in virtual time: what the caller hears, what the transcript keeps, and when.
 
 use std::sync::Mutex as StdMutex;
 
 use super::*;
+use crate::instant::{CountingStt, LoudnessVad, ToneTts};
 use crate::provider::BoxFuture;
-
-/// Loud audio is speech.
-struct LoudnessVad;
-
-impl Vad for LoudnessVad {
-    fn chunk_samples(&self) -> usize {
-        160
-    }
-    fn probability(&mut self, chunk: &[i16]) -> Result<f32, ProviderError> {
-        Ok(if chunk.iter().any(|s| s.unsigned_abs() > 1000) { 0.95 } else { 0.02 })
-    }
-}
-
-/// "Transcribes" one word per 400 ms of loud audio: `word1 word2 …`.
-struct CountingStt;
-
-impl SpeechToText for CountingStt {
-    fn name(&self) -> &str {
-        "counting-stt"
-    }
-    fn transcribe(&self, audio: Vec<i16>) -> BoxFuture<'_, Result<String, ProviderError>> {
-        let loud = audio.chunks(160).filter(|c| c.iter().any(|s| s.unsigned_abs() > 1000)).count();
-        let words: Vec<String> = (1..=loud / 20).map(|i| format!("word{i}")).collect();
-        Box::pin(async move { Ok(words.join(" ")) })
-    }
-}
-
-/// 100 ms of a tone per word.
-struct ToneTts;
-
-impl TextToSpeech for ToneTts {
-    fn name(&self) -> &str {
-        "tone-tts"
-    }
-    fn synthesize(&self, text: String, _speed: f32) -> BoxFuture<'_, Result<Vec<i16>, ProviderError>> {
-        let n = text.split_whitespace().count() * 800;
-        Box::pin(async move { Ok(vec![3000; n]) })
-    }
-}
 
 /// Begins with a greeting, then answers each turn with its words and a fixed tail.
 struct EchoEngine {

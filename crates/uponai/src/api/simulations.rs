@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::ApiState;
@@ -19,6 +19,7 @@ use super::call_view::parse_version;
 use super::calls::{create, parse_call_id, parse_override_agent};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, Workspace};
+use crate::calls::simulation::SimulationRecord;
 use crate::calls::{CallLeg, NewCall};
 use crate::domain::{CallId, WorkspaceId};
 use crate::sim::{Callee, Persona};
@@ -60,15 +61,10 @@ pub struct SimulationResponse {
 }
 
 impl SimulationResponse {
-    fn of(call_id: &CallId, simulation: &Value) -> Self {
-        let report = simulation.get("report").filter(|r| r.is_object()).cloned();
-        let error = simulation.get("error").and_then(Value::as_str).map(str::to_owned);
-        let status = match (&report, &error) {
-            (Some(_), _) => "ended",
-            (None, Some(_)) => "failed",
-            (None, None) => "running",
-        };
-        Self { call_id: call_id.to_string(), status, persona: simulation.get("persona").cloned().unwrap_or(Value::Null), report, error }
+    fn of(call_id: &CallId, record: SimulationRecord) -> Self {
+        let status = record.status();
+        let SimulationRecord { persona, report, error } = record;
+        Self { call_id: call_id.to_string(), status, persona, report, error }
     }
 }
 
@@ -89,8 +85,7 @@ pub async fn create_simulation(
     let speech = state.calls.config.speech.clone();
     let callee = Callee::bind().await.map_err(ApiError::Internal)?;
     let persona_json = serde_json::to_value(&persona).map_err(anyhow::Error::from)?;
-    let mut extra = Document::new();
-    extra.insert("simulation".into(), json!({"persona": persona_json}));
+    let extra = SimulationRecord::running(persona_json.clone()).patch();
     let new_call = NewCall {
         leg: CallLeg::Simulated { target: callee.addr() },
         override_agent_id: agent_id,
@@ -121,8 +116,7 @@ pub async fn create_simulation(
         };
         record(&store, &workspace_id, &id, persona_for_task, outcome).await;
     });
-    let simulation = json!({"persona": persona_json});
-    Ok((StatusCode::CREATED, Json(SimulationResponse::of(&call_id, &simulation))))
+    Ok((StatusCode::CREATED, Json(SimulationResponse::of(&call_id, SimulationRecord::running(persona_json)))))
 }
 
 /// Keeps the persona's report (or why it has none) with the call.
@@ -133,16 +127,15 @@ async fn record(
     persona: Value,
     outcome: anyhow::Result<crate::sim::PersonaReport>,
 ) {
-    let simulation = match outcome {
-        Ok(report) => json!({"persona": persona, "report": report}),
+    let running = SimulationRecord::running(persona);
+    let record = match outcome.and_then(|report| Ok(serde_json::to_value(report)?)) {
+        Ok(report) => running.ended(report),
         Err(err) => {
             tracing::warn!(%call_id, error = %format!("{err:#}"), "simulation.failed");
-            json!({"persona": persona, "error": format!("{err:#}")})
+            running.failed(format!("{err:#}"))
         }
     };
-    let mut patch = Document::new();
-    patch.insert("simulation".into(), simulation);
-    if let Err(err) = store.patch_call_document(workspace_id, call_id, &patch).await {
+    if let Err(err) = store.patch_call_document(workspace_id, call_id, &record.patch()).await {
         tracing::warn!(%call_id, error = %err, "simulation.report_lost");
     }
 }
@@ -162,6 +155,6 @@ pub async fn get_simulation(
         .get_call(&key.workspace_id, &call_id)
         .await
         .map_err(|err| ApiError::from_store(err, format!("simulation {call_id}")))?;
-    let simulation = row.document.get("simulation").ok_or_else(|| ApiError::NotFound(format!("simulation {call_id}")))?;
-    Ok(Json(SimulationResponse::of(&call_id, simulation)))
+    let record = SimulationRecord::of(&row.document).ok_or_else(|| ApiError::NotFound(format!("simulation {call_id}")))?;
+    Ok(Json(SimulationResponse::of(&call_id, record)))
 }

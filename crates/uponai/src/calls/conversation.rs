@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::settings::CallSettings;
-use super::voice::Speech;
+use super::voice::AgentSpeech;
 use crate::domain::{Direction, DisconnectionReason};
 use crate::store::{CallRow, Document};
 
@@ -240,7 +240,7 @@ pub struct RunningAgent {
 /// not fit in its queue until then is dropped and counted by the media task. Engines that
 /// fail to load end the call (`error_retell`).
 pub fn start(
-    speech: Arc<Speech>,
+    speech: AgentSpeech,
     settings: AgentSettings,
     voice_id: Option<String>,
     engine: Box<dyn ResponseEngine>,
@@ -251,6 +251,14 @@ pub fn start(
     let cancel = tokio_util::sync::CancellationToken::new();
     let stop = cancel.clone();
     let task = tokio::spawn(async move {
+        let speech = match speech {
+            AgentSpeech::Offline(speech) => speech,
+            AgentSpeech::Instant => {
+                use agent::instant::{CountingStt, LoudnessVad, ToneTts};
+                let providers = agent::Providers { vad: Box::new(LoudnessVad), stt: Arc::new(CountingStt), tts: Arc::new(ToneTts), engine };
+                return agent::session::run(settings, providers, heard_rx, mouth, events_tx, stop).await;
+            }
+        };
         let engines = tokio::select! {
             () = stop.cancelled() => return Conversation::default(),
             engines = speech.engines() => engines,

@@ -134,7 +134,7 @@ pub async fn prepare_call(store: &Store, workspace_id: &WorkspaceId, request: Ne
             if request.override_agent_id.is_none() {
                 return Err(invalid("agent_id", "is required"));
             }
-            document.insert("simulation_target".into(), json!(target.to_string()));
+            document.insert(super::simulation::TARGET_KEY.into(), json!(target.to_string()));
             trunk = Some(TrunkRef { provider: CpsProvider::Custom, key: SIMULATOR_TRUNK.to_owned() });
             (Direction::Outbound, SIMULATOR_FROM.to_owned(), SIMULATOR_TO.to_owned(), None)
         }

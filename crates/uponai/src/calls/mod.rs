@@ -10,6 +10,7 @@
 //! - `transfer`: cold transfer by SIP REFER (the destination checked before it becomes a header).
 //! - `conversation`: the agent crate's task wired to a call (settings, media, the engine
 //!   until M7's LLMs, and the transcript and latency it leaves in the call document).
+//! - `simulation`: a simulated call's record (persona, report) in its call document.
 //! - `voice`: the process's offline speech engines, checked at start, loaded once.
 //!
 //! Architecture Invariant: exactly one task owns a call from dial (or answer) to its end, and
@@ -22,6 +23,7 @@ pub mod outbound;
 pub mod outcome;
 pub mod runtime;
 pub mod settings;
+pub mod simulation;
 pub mod storage;
 pub mod talk;
 pub mod transfer;

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::Value;
 use sip::{Incoming, Method, Response};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::simulation::SimulationRecord;
 use crate::domain::{CallId, CallStatus, DisconnectionReason, Termination, WorkspaceId, now_ms};
 use crate::store::{CallEnd, CallRow, Document, Store};
 use crate::webhooks::{Transition, Webhooks};
@@ -32,6 +33,15 @@ pub struct CallRuntimeConfig {
     pub egress: crate::egress::Egress,
     /// The offline speech engines every call's agent uses.
     pub speech: Arc<super::voice::Speech>,
+    /// Agents use `agent::instant`'s stand-ins instead (`Settings::instant_speech`).
+    pub instant_speech: bool,
+}
+
+impl CallRuntimeConfig {
+    /// The speech engines a call's agent uses.
+    pub fn agent_speech(&self) -> super::voice::AgentSpeech {
+        if self.instant_speech { super::voice::AgentSpeech::Instant } else { super::voice::AgentSpeech::Offline(self.speech.clone()) }
+    }
 }
 
 pub struct CallRuntime {
@@ -239,11 +249,10 @@ impl CallRuntime {
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<Vec<(WorkspaceId, CallRow)>> {
         let mut to_dial = Vec::new();
         for (workspace_id, call, dispatched) in self.store.unfinished_calls_any_workspace().await? {
-            if call.document.contains_key("simulation_target") {
+            if SimulationRecord::is_simulation(&call.document) {
                 // The persona lived in the previous run's process: nobody is there to call.
-                let persona = call.document.get("simulation").and_then(|s| s.get("persona")).cloned();
-                let mut patch = Document::new();
-                patch.insert("simulation".into(), json!({"persona": persona, "error": "the server restarted during the simulation"}));
+                let record = SimulationRecord::of(&call.document).unwrap_or_else(|| SimulationRecord::running(Value::Null));
+                let patch = record.failed("the server restarted during the simulation".into()).patch();
                 self.end(&workspace_id, &call.call_id, Termination::error(DisconnectionReason::ErrorUnknown), patch).await;
                 continue;
             }

@@ -87,7 +87,7 @@ pub async fn talk(
     let mouth = Arc::new(MediaMouth { frames: from_agent_tx, gate, dtmf: dtmf_tx });
     let (agent_settings, engine) = conversation::engine(call, settings);
     let voice_id = settings.agent.voice_id.clone();
-    let mut running = conversation::start(rt.config.speech.clone(), agent_settings, voice_id, engine, mouth);
+    let mut running = conversation::start(rt.config.agent_speech(), agent_settings, voice_id, engine, mouth);
     // Caller audio goes to the agent from a task of its own, so that the call loop is never
     // paced by the agent; the media task drops (and counts) frames the agent has no room for.
     let heard = running.heard.clone();

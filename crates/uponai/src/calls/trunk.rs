@@ -179,7 +179,7 @@ pub async fn plan(store: &Store, egress: Egress, workspace_id: &WorkspaceId, num
 /// endpoint, which the server itself bound on loopback, so the egress guard does not apply;
 /// anything but a loopback address in that field is refused (it is never a tenant's).
 pub fn simulation_plan(call: &crate::store::CallRow) -> Option<DialPlan> {
-    let raw = call.document.get("simulation_target")?.as_str()?;
+    let raw = call.document.get(super::simulation::TARGET_KEY)?.as_str()?;
     let addr: SocketAddr = raw.parse().ok().filter(|addr: &SocketAddr| addr.ip().is_loopback())?;
     Some(DialPlan {
         target: Target { addr, transport: TransportKind::Udp },

@@ -14,6 +14,15 @@ use tokio::sync::OnceCell;
 /// Whisper workers decoding at once: one per core of this 2-core class of machine.
 const STT_WORKERS: usize = 2;
 
+/// Where a call's agent gets its speech engines.
+#[derive(Clone, Debug)]
+pub enum AgentSpeech {
+    /// The offline engines of the assets directory.
+    Offline(Arc<Speech>),
+    /// `agent::instant`'s stand-ins, for benchmarks of the platform alone.
+    Instant,
+}
+
 /// The engines of each assets directory this process uses.
 static SHARED: std::sync::Mutex<Vec<Arc<Speech>>> = std::sync::Mutex::new(Vec::new());
 

@@ -58,6 +58,7 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         allow_private_targets: true,
         // The assets `./scripts/test` installed (the default directory).
         assets_dir: None,
+        instant_speech: false,
         // Tests place many calls at once; the default CPS of 1 is raised per test where
         // pacing is what is being tested.
     };
