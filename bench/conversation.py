@@ -163,11 +163,12 @@ def values(call, name):
 def turns(api, n_calls, phrases_per_call):
     agent_id = make_agent(api, listening_flow())
     e2e, asr, llm, tts, rest, wire = [], [], [], [], [], []
-    errors = reference_words = 0
+    errors = reference_words = stuck = 0
     for k in range(n_calls):
         phrases = [PHRASES[(k * phrases_per_call + i) % len(PHRASES)] for i in range(phrases_per_call)]
         call, report = simulate(api, agent_id, answering_persona(phrases))
         lat = {name: values(call, name) for name in ("e2e", "asr", "llm", "tts")}
+        stuck += call.get("stuck_turns") or 0
         e2e += lat["e2e"]
         asr += lat["asr"]
         llm += lat["llm"]
@@ -183,7 +184,7 @@ def turns(api, n_calls, phrases_per_call):
             errors += edit_distance(words(phrase), words(text))
             reference_words += len(words(phrase))
         print(f"  call {k + 1}/{n_calls}: {call['disconnection_reason']}, e2e {lat['e2e']}", flush=True)
-    print(f"\nturns: {len(e2e)} answered turns in {n_calls} calls (one call at a time)")
+    print(f"\nturns: {len(e2e)} answered turns in {n_calls} calls (one call at a time), {stuck} stuck turns")
     print("                      p50     p90     max   (ms)")
     for name, series in (("e2e", e2e), ("asr", asr), ("llm (engine)", llm), ("tts first audio", tts),
                          ("wait + overhead", rest), ("e2e at the persona", wire)):
@@ -212,7 +213,7 @@ def barge_in(api, n_calls):
 def concurrency(api, levels, phrases_per_call):
     agent_id = make_agent(api, listening_flow())
     print("\nconcurrency: K simulations at once, e2e over all their turns")
-    print("   K    e2e p50   e2e p90   turns")
+    print("   K    e2e p50   e2e p90   turns   stuck")
     best = 0
     for level in levels:
         results = [None] * level
@@ -230,7 +231,8 @@ def concurrency(api, levels, phrases_per_call):
             t.join()
         e2e = [v for call in results if call for v in values(call, "e2e")]
         p50 = percentile(e2e, 0.5)
-        print(f"  {level:>2}   {p50:>7.0f}   {percentile(e2e, 0.9):>7.0f}   {len(e2e):>5}", flush=True)
+        stuck = sum(call.get("stuck_turns") or 0 for call in results if call)
+        print(f"  {level:>2}   {p50:>7.0f}   {percentile(e2e, 0.9):>7.0f}   {len(e2e):>5}   {stuck:>5}", flush=True)
         if e2e and p50 <= 1500:
             best = level
     print(f"  held at once with e2e p50 <= 1.5 s: {best}")

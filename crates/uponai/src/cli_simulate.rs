@@ -134,6 +134,9 @@ pub fn print(outcome: &Outcome) {
     println!("{}", call["transcript"].as_str().unwrap_or_default());
     let text = |value: &Value| value.as_str().map_or_else(|| value.to_string(), str::to_owned);
     println!("\ncall {} ended: {} ({} ms)", text(&call["call_id"]), text(&call["disconnection_reason"]), call["duration_ms"]);
+    if let Some(n) = call["stuck_turns"].as_u64().filter(|n| *n > 0) {
+        println!("stuck turns (the agent missed its answer deadline): {n}");
+    }
     println!("\nlatency (ms)    p50    p90    max    n");
     for name in ["e2e", "asr", "llm", "tts"] {
         let row = &call["latency"][name];

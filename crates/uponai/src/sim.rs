@@ -196,7 +196,11 @@ impl Callee {
         let answered = Instant::now();
 
         let (ear_tx, mut ear) = mpsc::channel::<CallerFrame>(500);
-        let (mouth, mouth_rx) = mpsc::channel::<AgentFrame>(100);
+        // Room for the longest line: a line is queued whole when it is due (`try_send`, the
+        // loop never waits on the media task), and one that did not fit would be cut short;
+        // 50 frames more for the end of the line before, if the media task is behind.
+        let longest_line = voices.iter().map(|voice| voice.len().div_ceil(160)).max().unwrap_or(0);
+        let (mouth, mouth_rx) = mpsc::channel::<AgentFrame>(longest_line + 50);
         let (dtmf, dtmf_rx) = mpsc::channel(32);
         let (events_tx, mut events) = mpsc::channel(64);
         let channels =

@@ -200,6 +200,7 @@ pub fn document_fields(conversation: &Conversation) -> Document {
         })
         .collect();
     patch.insert("transcript".into(), json!(conversation.transcript()));
+    patch.insert("stuck_turns".into(), json!(conversation.n_stuck_turns));
     patch.insert("transcript_object".into(), Value::Array(utterances));
     let latency = &conversation.latency;
     let mut table = serde_json::Map::new();

@@ -80,6 +80,10 @@ pub struct CallResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub media_stats: Option<Value>,
+    /// uponai: caller turns the agent left unanswered past its deadline (each was reprompted,
+    /// or ended the call); the goal is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stuck_turns: Option<u64>,
 }
 
 impl CallResponse {
@@ -128,6 +132,7 @@ impl CallResponse {
             call_cost: None,
             public_log_url: None,
             media_stats: doc.get("media_stats").cloned(),
+            stuck_turns: doc.get("stuck_turns").and_then(Value::as_u64),
         }
     }
 }

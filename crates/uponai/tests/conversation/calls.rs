@@ -81,7 +81,7 @@ fn words(text: &str) -> Vec<String> {
 
 /// The share of `reference`'s words found in `heard`, in order (a WER-like bound that
 /// ignores extra words around).
-fn recall(reference: &str, heard: &str) -> f64 {
+pub(crate) fn recall(reference: &str, heard: &str) -> f64 {
     let (reference, heard) = (words(reference), words(heard));
     let mut at = 0;
     let mut found = 0;
@@ -182,6 +182,7 @@ async fn a_flow_agent_branches_on_the_persona_s_yes_and_hangs_up_from_its_end_no
     let transcript = call["transcript"].as_str().unwrap_or_default();
     println!("transcript:\n{transcript}\nlatency: {}", call["latency"]);
     assert_eq!(call["disconnection_reason"], "agent_hangup", "{transcript} {}", call["media_stats"]);
+    assert_eq!(call["stuck_turns"], 0, "every turn was answered in time");
     let lines: Vec<&str> = transcript.lines().collect();
     assert_eq!(lines.len(), 3, "{transcript}");
     assert_eq!(lines[0], "Agent: Hi Ada, this is Joe from the dental office. Can you make your check-up on Tuesday at ten?");

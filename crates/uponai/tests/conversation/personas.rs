@@ -195,3 +195,29 @@ async fn a_barge_in_cuts_the_agent_short_and_the_transcript_stops_at_what_was_pl
     println!("barge-in: the agent stopped {stopped_after_ms:.0} ms after the persona spoke up");
     assert!(stopped_after_ms < 1500.0, "the agent talked on for {stopped_after_ms} ms");
 }
+
+/// A persona's line longer than the media queue's usual depth goes out whole: the agent's
+/// transcript holds all of it and its words span the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persona_s_long_line_reaches_the_agent_whole() {
+    let _serial = crate::serial().await;
+    let app = guarded_app().await;
+    const LINE: &str = "I would like to move my appointment to Thursday morning, because my daughter has a cleaning on Wednesday.";
+    let persona = Persona {
+        name: "talker".into(),
+        lines: vec![Line { say: Some(LINE.into()), press: None, when: When::AfterAgentStops }],
+        hang_up_after_ms: Some(3_000),
+    };
+    let (call, report) = call_persona(&app, None, json!({}), persona, json!({})).await;
+    assert_eq!(report.ended_by, "persona", "{report:?}");
+    let said = &report.said[0];
+    assert!(said.end - said.start > 4.0, "a line of over 4 s: {said:?}");
+    let utterances = call["transcript_object"].as_array().cloned().unwrap_or_default();
+    let user: Vec<&Value> = utterances.iter().filter(|u| u["role"] == "user").collect();
+    let heard: Vec<&str> = user.iter().map(|u| u["content"].as_str().unwrap_or_default()).collect();
+    let recall = crate::calls::recall(LINE, &heard.join(" "));
+    assert!(recall >= 0.9, "the agent heard {heard:?} ({recall})");
+    let first = user[0]["words"][0]["start"].as_f64().unwrap();
+    let last = user.last().unwrap()["words"].as_array().unwrap().last().unwrap()["end"].as_f64().unwrap();
+    assert!(last - first > (said.end - said.start) - 0.8, "the agent heard {first}..{last} s of {said:?}");
+}
