@@ -283,14 +283,16 @@ impl Agent {
                 self.vad_chunk.extend_from_slice(&samples);
                 let n = vad.chunk_samples().max(1);
                 while self.vad_chunk.len() >= n {
+                    // The chunk ends with this frame, or earlier if more chunks are waiting.
+                    let left = (self.vad_chunk.len() - n) as u64;
+                    let chunk_end = end.saturating_sub(Duration::from_millis(left * 1000 / SAMPLE_RATE));
+                    let from = chunk_end.saturating_sub(Duration::from_millis(n as u64 * 1000 / SAMPLE_RATE));
                     let chunk: Vec<i16> = self.vad_chunk.drain(..n).collect();
-                    match vad.probability(&chunk) {
-                        Ok(probability) => out.extend(self.turns.handle(Input::Vad { at: end, probability })),
-                        Err(error) => {
-                            tracing::warn!(%error, "agent.vad_failed");
-                            out.extend(self.turns.handle(Input::Vad { at: end, probability: 0.0 }));
-                        }
-                    }
+                    let probability = vad.probability(&chunk).unwrap_or_else(|error| {
+                        tracing::warn!(%error, "agent.vad_failed");
+                        0.0
+                    });
+                    out.extend(self.turns.handle(Input::Vad { from, at: chunk_end, probability }));
                 }
                 out.extend(self.turns.handle(Input::Tick { now: end }));
                 out

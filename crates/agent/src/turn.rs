@@ -98,8 +98,8 @@ pub type Generation = u64;
 /// What the agent task tells the state machine. Every time is media-clock time since answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
-    /// The VAD's speech probability for the chunk that ended at `at`.
-    Vad { at: Duration, probability: f32 },
+    /// The VAD's speech probability for the chunk that began at `from` and ended at `at`.
+    Vad { from: Duration, at: Duration, probability: f32 },
     /// The text of a [`Decision::Transcribe`] request (empty: no words).
     Transcript { request: u64, text: String },
     /// A speculative request was not run (no decoder free): the turn's text will be asked
@@ -222,7 +222,7 @@ impl Turns {
             return out;
         }
         match input {
-            Input::Vad { at, probability } => self.on_vad(at, probability, &mut out),
+            Input::Vad { from, at, probability } => self.on_vad(from, at, probability, &mut out),
             Input::Transcript { request, text } => self.on_transcript(request, text, &mut out),
             Input::TranscribeSkipped { request } => {
                 if let Some(turn) = self.user.as_mut()
@@ -266,7 +266,7 @@ impl Turns {
         out
     }
 
-    fn on_vad(&mut self, at: Duration, probability: f32, out: &mut Vec<Decision>) {
+    fn on_vad(&mut self, from: Duration, at: Duration, probability: f32, out: &mut Vec<Decision>) {
         let speech = if self.in_speech { probability >= SPEECH_OFF } else { probability >= SPEECH_ON };
         self.in_speech = speech;
         if !speech {
@@ -274,15 +274,15 @@ impl Turns {
             self.on_tick(at, out);
             return;
         }
-        // A chunk of speech: it ends at `at` and began one chunk earlier; the run's start is
-        // approximated by the first chunk's end.
-        let run_start = *self.speech_run_start.get_or_insert(at);
+        // A chunk of speech: the run of speech began when its first chunk began, so a run
+        // has lasted `barge_in_after` when that much speech has been heard.
+        let run_start = *self.speech_run_start.get_or_insert(from.min(at));
         if self.user.is_none() {
             let id = self.next_turn;
             self.next_turn += 1;
             self.user = Some(UserTurn {
                 id,
-                first_speech: at,
+                first_speech: run_start,
                 last_speech: at,
                 started: false,
                 requested: None,

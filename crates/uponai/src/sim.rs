@@ -117,7 +117,8 @@ impl Persona {
 pub struct PersonaReport {
     /// Agent utterances as the persona heard them: start and end (s from answer) and text.
     pub heard: Vec<Heard>,
-    /// The persona's lines: when they started and ended (s from answer).
+    /// The persona's lines: when their voice started and ended (s from answer: its first and
+    /// last loud frame sent, the synthesiser's silence around them left out).
     pub said: Vec<Said>,
     /// Who hung up: "agent" or "persona".
     pub ended_by: String,
@@ -205,25 +206,26 @@ impl Callee {
         let (events_tx, mut events) = mpsc::channel(64);
         let channels =
             MediaChannels { to_agent: ear_tx, from_agent: mouth_rx, gate: PlayoutGate::new(), dtmf_out: dtmf_rx, events: events_tx };
-        let config = SessionConfig { no_audio_timeout: Duration::from_secs(60), jitter_depth: 2, recording: None };
+        let config = SessionConfig { no_audio_timeout: Duration::from_secs(60), jitter_depth: 1, recording: None };
         let session = MediaSession::start(socket, params, config, channels)?;
         let target = invite.source;
 
         let mut state = Listening::default();
         let mut report = PersonaReport::default();
         let mut line_index = 0;
-        let mut speaking_until: Option<(Instant, usize)> = None;
+        // Until when the line goes out, which of `said` it is, and when its voice ends.
+        let mut speaking_until: Option<(Instant, usize, Instant)> = None;
         let mut last_line_end: Option<Instant> = None;
         let hang_up_after = Duration::from_millis(persona.hang_up_after_ms.unwrap_or(10_000));
         let ended_by = loop {
             let now = Instant::now();
             // Finished speaking a line?
-            if let Some((until, index)) = speaking_until
+            if let Some((until, index, voice_end)) = speaking_until
                 && now >= until
             {
                 speaking_until = None;
                 last_line_end = Some(until);
-                report.said[index].end = until.duration_since(answered).as_secs_f64();
+                report.said[index].end = voice_end.duration_since(answered).as_secs_f64();
             }
             if speaking_until.is_none() && line_index < persona.lines.len() {
                 let line = &persona.lines[line_index];
@@ -247,9 +249,13 @@ impl Callee {
                     }
                     let length = Duration::from_millis((voice.len() / 8) as u64 + 400 * line.press.as_ref().map_or(0, |d| d.len()) as u64);
                     let text = line.say.clone().or_else(|| line.press.as_ref().map(|d| format!("(pressed {d})"))).unwrap_or_default();
-                    let start = now.duration_since(answered).as_secs_f64();
+                    let (voice_start, voice_end) = match voiced_frames(voice) {
+                        Some((first, last)) => (now + FRAME * first as u32, now + FRAME * (last as u32 + 1)),
+                        None => (now, now + length),
+                    };
+                    let start = voice_start.duration_since(answered).as_secs_f64();
                     report.said.push(Said { start, end: start, text, agent_answered_after_ms: None });
-                    speaking_until = Some((now + length, report.said.len() - 1));
+                    speaking_until = Some((now + length, report.said.len() - 1, voice_end));
                     line_index += 1;
                 }
             }
@@ -311,6 +317,20 @@ async fn send_bye(endpoint: &Endpoint, mut dialog: Dialog, target: sip::endpoint
 /// also drops words that start at the very first sample).
 const LEAD_IN_FRAMES: usize = 15;
 
+const FRAME: Duration = Duration::from_millis(20);
+
+fn is_loud(samples: &[i16]) -> bool {
+    let rms = (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len().max(1) as f64).sqrt();
+    rms > SPEECH_RMS
+}
+
+/// The first and last loud 20 ms frames of a line's audio, if any is.
+fn voiced_frames(audio: &[i16]) -> Option<(usize, usize)> {
+    let first = audio.chunks(160).position(is_loud)?;
+    let last = audio.chunks(160).rposition(is_loud)?;
+    Some((first, last))
+}
+
 /// The persona's ear: splits agent audio into utterances by loudness.
 #[derive(Default)]
 struct Listening {
@@ -339,8 +359,7 @@ impl Utterance {
 
 impl Listening {
     fn hear(&mut self, at: Instant, samples: &[i16; 160]) -> Option<Utterance> {
-        let rms = (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / 160.0).sqrt();
-        let loud = rms > SPEECH_RMS;
+        let loud = is_loud(samples);
         if loud {
             self.last_loud = Some(at);
             let recent = &self.recent;

@@ -34,7 +34,7 @@ impl Sim {
         let mut out = Vec::new();
         while self.now + CHUNK <= end {
             self.now += CHUNK;
-            out.extend(self.feed(Input::Vad { at: self.now, probability }));
+            out.extend(self.feed(Input::Vad { from: self.now - CHUNK, at: self.now, probability }));
         }
         out
     }
