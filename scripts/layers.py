@@ -27,6 +27,7 @@ LAYERS = [
     ["sim"],
     ["dispatch"],
     ["calls"],
+    ["llm"],
     ["admission"],
     ["webhooks"],
     ["view"],

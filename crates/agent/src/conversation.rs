@@ -49,6 +49,23 @@ impl Utterance {
             .collect();
         Self { role, content: tokens.join(" "), words }
     }
+
+    /// The utterance cut before each word index of `cuts` (ascending), as consecutive
+    /// utterances; empty pieces are left out.
+    pub fn split_at_words(&self, cuts: &[usize]) -> Vec<Utterance> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for end in cuts.iter().copied().chain([self.words.len()]) {
+            let end = end.clamp(start, self.words.len());
+            if end > start {
+                let words = self.words[start..end].to_vec();
+                let content = words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>().join(" ");
+                out.push(Utterance { role: self.role, content, words });
+            }
+            start = end;
+        }
+        out
+    }
 }
 
 /// Latency samples in milliseconds, one per answered turn.
@@ -64,10 +81,34 @@ pub struct Latency {
     pub tts: Vec<u32>,
 }
 
+/// A tool call of the response engine, in Retell's `transcript_with_tool_calls` terms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolEvent {
+    /// `arguments` is the JSON text the model wrote.
+    Invocation {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    Result {
+        id: String,
+        content: String,
+    },
+}
+
+/// An item of the transcript with tool calls.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Entry<'a> {
+    Utterance(&'a Utterance),
+    Tool(&'a ToolEvent),
+}
+
 /// The conversation of one call, as it stands.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Conversation {
     pub utterances: Vec<Utterance>,
+    /// Tool calls, each after the number of utterances that preceded it.
+    pub tool_events: Vec<(usize, ToolEvent)>,
     pub latency: Latency,
     /// Caller turns that got no answer within the deadline (the goal is zero).
     pub n_stuck_turns: u32,
@@ -82,6 +123,25 @@ impl Conversation {
             .map(|u| format!("{}: {}", if u.role == Role::Agent { "Agent" } else { "User" }, u.content))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Utterances and tool calls in the order they happened.
+    pub fn entries(&self) -> Vec<Entry<'_>> {
+        let mut out = Vec::with_capacity(self.utterances.len() + self.tool_events.len());
+        let mut tools = self.tool_events.iter().peekable();
+        for (i, utterance) in self.utterances.iter().enumerate() {
+            while let Some((_, event)) = tools.next_if(|(after, _)| *after <= i) {
+                out.push(Entry::Tool(event));
+            }
+            out.push(Entry::Utterance(utterance));
+        }
+        out.extend(tools.map(|(_, event)| Entry::Tool(event)));
+        out
+    }
+
+    /// Adds a tool event after the utterances so far.
+    pub fn push_tool_event(&mut self, event: ToolEvent) {
+        self.tool_events.push((self.utterances.len(), event));
     }
 }
 
@@ -104,5 +164,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.transcript(), "Agent: Hi.\nUser: yes please");
+    }
+
+    #[test]
+    fn tool_events_sit_between_the_utterances_they_came_between() {
+        let mut c = Conversation::default();
+        c.utterances.push(Utterance::spread(Role::User, "weather?", Duration::ZERO, Duration::ZERO));
+        c.push_tool_event(ToolEvent::Invocation { id: "1".into(), name: "weather".into(), arguments: "{}".into() });
+        c.push_tool_event(ToolEvent::Result { id: "1".into(), content: "sunny".into() });
+        c.utterances.push(Utterance::spread(Role::Agent, "It is sunny.", Duration::ZERO, Duration::ZERO));
+        c.push_tool_event(ToolEvent::Invocation { id: "2".into(), name: "end_call".into(), arguments: "{}".into() });
+        let kinds: Vec<String> = c
+            .entries()
+            .iter()
+            .map(|e| match e {
+                Entry::Utterance(u) => u.content.clone(),
+                Entry::Tool(ToolEvent::Invocation { name, .. }) => format!("call {name}"),
+                Entry::Tool(ToolEvent::Result { content, .. }) => format!("result {content}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["weather?", "call weather", "result sunny", "It is sunny.", "call end_call"]);
     }
 }

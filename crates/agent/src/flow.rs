@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::provider::{BoxFuture, EngineInput, ProviderError, Reply, ResponseEngine};
+use crate::provider::{BoxFuture, EngineInput, ProviderError, Reply, Request, ResponseEngine};
 use crate::template::fill;
 use crate::turn::Speaker;
 
@@ -350,6 +350,8 @@ impl FlowEngine {
                     reply.text = fill(&text, &self.vars());
                 }
             }
+            // A transfer node's transfer failed: the flow stays where it is and says nothing.
+            EngineInput::ActionFailed { .. } => {}
             EngineInput::UserTurn { .. } | EngineInput::Dtmf { .. } => {
                 let node = self.flow.nodes[&self.current].clone();
                 if let EngineInput::UserTurn { text } = &input {
@@ -376,8 +378,8 @@ impl ResponseEngine for FlowEngine {
         "conversation-flow"
     }
 
-    fn respond(&mut self, input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>> {
-        let reply = self.answer(input);
+    fn respond(&mut self, request: Request) -> BoxFuture<'_, Result<Reply, ProviderError>> {
+        let reply = self.answer(request.input);
         Box::pin(async move { Ok(reply) })
     }
 }

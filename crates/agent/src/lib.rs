@@ -25,6 +25,6 @@ pub mod template;
 pub mod text;
 pub mod turn;
 
-pub use conversation::Conversation;
+pub use conversation::{Conversation, Entry, ToolEvent};
 pub use session::{AgentEnd, AgentEvent, AgentSettings, Heard, Mouth, Providers};
 pub use turn::{Decision, Input, TurnConfig, Turns};

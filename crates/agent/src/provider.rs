@@ -9,6 +9,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
+use crate::conversation::{Conversation, ToolEvent};
+
 /// A boxed future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -57,6 +61,8 @@ pub trait TextToSpeech: Send + Sync {
 /// What the response engine is asked to answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EngineInput {
+    /// An action of the last reply (a transfer) could not be carried out; the call goes on.
+    ActionFailed { action: String, reason: String },
     /// The call was answered and the agent speaks first.
     Begin,
     /// The caller's turn, as transcribed.
@@ -80,10 +86,45 @@ pub struct Reply {
     pub send_dtmf: Option<String>,
 }
 
+/// A piece of a reply, sent by a streaming engine while it works.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyPart {
+    /// Text to speak, following the text sent before it (a token, a phrase, a sentence).
+    Text(String),
+    /// Speak the text so far even if its sentence looks unfinished (the engine is about to
+    /// wait on something, a tool).
+    Flush,
+    /// A tool the engine called, or its result: kept in the transcript, in order.
+    Tool(ToolEvent),
+}
+
+/// One request to the engine.
+pub struct Request {
+    pub input: EngineInput,
+    /// The conversation as it was heard so far (agent words whose audio went out, the
+    /// caller's transcribed turns, tool calls), for engines that read the whole of it.
+    pub history: Conversation,
+    /// Where a streaming engine sends its reply as it is made. Text sent here is spoken as
+    /// soon as a sentence is complete, and before the `text` of the final [`Reply`].
+    /// Unbounded, so that an engine never waits on the speaker: engines bound what they send
+    /// (a completion's size, a number of tool rounds).
+    pub parts: mpsc::UnboundedSender<ReplyPart>,
+}
+
+impl Request {
+    /// A request whose parts nobody reads (tests, engines that never stream).
+    pub fn new(input: EngineInput) -> Self {
+        Self { input, history: Conversation::default(), parts: mpsc::unbounded_channel().0 }
+    }
+}
+
 /// Produces the agent's replies. One per call, owned by the call's agent task.
 pub trait ResponseEngine: Send {
     fn name(&self) -> &str;
-    fn respond(&mut self, input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>>;
+    /// Answers `request`: text streamed on `request.parts` and/or in the reply's `text`,
+    /// then what to do once it is spoken. The deadline runs to the first part (or the
+    /// reply); after that the engine bounds its own steps (each tool has its timeout).
+    fn respond(&mut self, request: Request) -> BoxFuture<'_, Result<Reply, ProviderError>>;
     /// A reply for the last input was cancelled before it was played (barge-in); an engine
     /// that moved state on it may move back. The flow engine keeps its move: Retell's
     /// flows do too.

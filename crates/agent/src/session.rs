@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::conversation::{Conversation, Role, Utterance, millis};
-use crate::provider::{BoxFuture, EngineInput, ProviderError, Reply, ResponseEngine, SpeechToText, TextToSpeech, Vad, with_deadline};
+use crate::conversation::{Conversation, Role, ToolEvent, Utterance, millis};
+use crate::provider::{
+    BoxFuture, EngineInput, ProviderError, Reply, Request, ResponseEngine, SpeechToText, TextToSpeech, Vad, with_deadline,
+};
 use crate::turn::{Decision, Generation, Input, Speaker, TurnConfig, Turns};
-use reply::{Voice, played_text, speak, unplayed_text};
+use reply::{Voice, played_text, speak, speak_stream, unplayed_text};
 
 /// 8 kHz, 20 ms.
 pub const FRAME_SAMPLES: usize = 160;
@@ -30,6 +32,8 @@ const KEPT_AUDIO: Duration = Duration::from_secs(60);
 const MAX_ASR_TIMEOUTS: u32 = 3;
 /// What the agent says when a turn got no answer in time (once; the next time it ends).
 const REPROMPT: &str = "Sorry, I missed that. Could you say it again?";
+/// The longest one response may take in all, tool calls included.
+const MAX_RESPONSE: Duration = Duration::from_secs(300);
 
 /// The settings of one call's agent.
 #[derive(Clone, Debug)]
@@ -92,6 +96,12 @@ pub enum Heard {
         last_at: Duration,
         cancelled: bool,
     },
+    /// An action the agent asked for (a transfer) failed; the call goes on, and the engine
+    /// is told.
+    ActionFailed {
+        action: String,
+        reason: String,
+    },
 }
 
 /// Where the agent's audio goes: the media session, through the call task's adapter.
@@ -115,8 +125,8 @@ pub enum AgentEnd {
     SpeechToText(ProviderError),
     /// Text-to-speech failed: `error_retell`.
     TextToSpeech(ProviderError),
-    /// The response engine failed, or twice left a turn unanswered: `error_retell` (the LLM
-    /// websocket reasons once such engines exist).
+    /// The response engine failed, or twice left a turn unanswered: `error_retell`, or the
+    /// engine's own reason (`error_llm_websocket_*`).
     Engine(ProviderError),
 }
 
@@ -133,11 +143,21 @@ pub enum AgentEvent {
 
 /// Progress of a reply being spoken, from its speaking task.
 enum Speech {
-    /// The reply's text (an engine's answer arrived; empty: nothing to say).
+    /// The engine's first text (or its reply, if it streamed none): the engine's latency.
+    FirstText {
+        generation: Generation,
+        engine_ms: u32,
+    },
+    /// A tool call of the engine, or its result.
+    Tool {
+        generation: Generation,
+        event: ToolEvent,
+    },
+    /// The engine is done: what to do once the reply is spoken. `silent`: it said nothing.
     Reply {
         generation: Generation,
         reply: Reply,
-        engine_ms: u32,
+        silent: bool,
     },
     /// A sentence was synthesised and queued: its text and frame count.
     Sentence {
@@ -175,6 +195,12 @@ struct Response {
     sentences: Vec<(String, u32)>,
     /// All audio queued.
     done: bool,
+    /// Its playout ended, not cut (the end may be reported before `done` arrives).
+    played_out: bool,
+    /// Tool events of this response: their index in the conversation's `tool_events` and
+    /// the number of the response's words synthesised before them, so that the transcript
+    /// shows them between the words they came between.
+    tool_marks: Vec<(usize, usize)>,
 }
 
 /// Runs the agent until `cancel` or until it ends the call; returns the conversation.
@@ -314,6 +340,12 @@ impl Agent {
                 self.on_played(ctx, generation, frames, first_at, last_at, cancelled).await;
                 out
             }
+            Heard::ActionFailed { action, reason } => {
+                tracing::warn!(%action, %reason, "agent.action_failed");
+                let now = self.audio.now();
+                self.start_response(ctx, Cause::Other, EngineInput::ActionFailed { action, reason }, now);
+                Vec::new()
+            }
         }
     }
 
@@ -332,11 +364,41 @@ impl Agent {
         let text = played_text(&self.responses[index].sentences, frames);
         if !text.is_empty() {
             let end = last_at + Duration::from_millis(20);
-            self.conversation.utterances.push(Utterance::spread(Role::Agent, &text, first_at, end));
+            let utterance = Utterance::spread(Role::Agent, &text, first_at, end);
+            // Split where the response's tool calls happened; each call goes after the
+            // words spoken before it.
+            let marks = std::mem::take(&mut self.responses[index].tool_marks);
+            let n_words = utterance.words.len();
+            let mut cuts: Vec<usize> = marks.iter().map(|(_, words)| *words).filter(|w| (1..n_words).contains(w)).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let pieces = utterance.split_at_words(&cuts);
+            let (n_pieces, mut spoken) = (pieces.len(), 0);
+            for (k, piece) in pieces.into_iter().enumerate() {
+                let before = spoken;
+                spoken += piece.words.len();
+                self.conversation.utterances.push(piece);
+                let after = self.conversation.utterances.len();
+                // Events after the piece's words; the last piece also takes those after
+                // words that were never played.
+                for (event, words) in &marks {
+                    if *words > before
+                        && (*words <= spoken || k + 1 == n_pieces)
+                        && let Some(slot) = self.conversation.tool_events.get_mut(*event)
+                    {
+                        slot.0 = after;
+                    }
+                }
+            }
             let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
         }
-        if cancelled || !self.responses[index].done {
+        if cancelled {
             // Cut by a barge-in: kept for a possible resume until the caller's turn ends.
+            return;
+        }
+        if !self.responses[index].done {
+            // The last frame went out before its speaking task said it was done.
+            self.responses[index].played_out = true;
             return;
         }
         let response = self.responses.remove(index);
@@ -357,10 +419,25 @@ impl Agent {
 
     async fn on_speech(&mut self, progress: Speech, ctx: &Context) -> Vec<Decision> {
         match progress {
-            Speech::Reply { generation, reply, engine_ms } => {
+            Speech::FirstText { generation, engine_ms } => {
+                if self.responses.iter().any(|r| r.generation == generation) {
+                    self.conversation.latency.llm.push(engine_ms);
+                }
+                Vec::new()
+            }
+            Speech::Tool { generation, event } => {
+                // Kept even if the response was cut: the tool ran.
+                tracing::info!(generation, ?event, "agent.tool_event");
+                if let Some(response) = self.responses.iter_mut().find(|r| r.generation == generation) {
+                    let words = response.sentences.iter().map(|(text, _)| text.split_whitespace().count()).sum();
+                    response.tool_marks.push((self.conversation.tool_events.len(), words));
+                }
+                self.conversation.push_tool_event(event);
+                let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
+                Vec::new()
+            }
+            Speech::Reply { generation, reply, silent } => {
                 let Some(response) = self.responses.iter_mut().find(|r| r.generation == generation) else { return Vec::new() };
-                self.conversation.latency.llm.push(engine_ms);
-                let silent = reply.text.trim().is_empty();
                 response.reply = Some(reply.clone());
                 if silent {
                     response.done = true;
@@ -381,8 +458,11 @@ impl Agent {
                 Vec::new()
             }
             Speech::Done { generation } => {
-                if let Some(response) = self.responses.iter_mut().find(|r| r.generation == generation) {
-                    response.done = true;
+                let Some(index) = self.responses.iter().position(|r| r.generation == generation) else { return Vec::new() };
+                self.responses[index].done = true;
+                if self.responses[index].played_out {
+                    let response = self.responses.remove(index);
+                    self.after_reply(ctx, response.reply.unwrap_or_default()).await;
                 }
                 Vec::new()
             }
@@ -480,43 +560,57 @@ impl Agent {
         let generation = self.next_generation;
         self.next_generation += 1;
         let cancel = CancellationToken::new();
-        self.responses.push(Response { generation, cause, cancel: cancel.clone(), reply: None, sentences: Vec::new(), done: false });
+        self.responses.push(Response {
+            generation,
+            cause,
+            cancel: cancel.clone(),
+            reply: None,
+            sentences: Vec::new(),
+            done: false,
+            played_out: false,
+            tool_marks: Vec::new(),
+        });
         self.turns.handle(Input::Responding { generation, at: now });
         (generation, cancel)
     }
 
-    /// Asks the engine, then speaks its reply, in a task of its own.
+    /// Asks the engine in a task of its own, and speaks its reply as it comes in another.
     fn start_response(&mut self, ctx: &Context, cause: Cause, input: EngineInput, now: Duration) {
         let (generation, cancel) = self.new_generation(cause, now);
+        let (parts, parts_rx) = mpsc::unbounded_channel();
+        let request = Request { input, history: self.conversation.clone(), parts };
+        let (done, done_rx) = tokio::sync::oneshot::channel();
         let engine = ctx.engine.clone();
-        let speech = ctx.speech.clone();
-        let tts = ctx.tts.clone();
-        let mouth = ctx.mouth.clone();
-        let deadlines = self.settings.deadlines;
-        let (speed, volume) = (self.settings.voice_speed, self.settings.volume);
+        // The engine stops with the reply: on a barge-in, or when its speaker gives up.
+        let stop = cancel.child_token();
+        let guard = stop.clone().drop_guard();
         tokio::spawn(async move {
-            let started = Instant::now();
-            let reply = tokio::select! {
-                () = cancel.cancelled() => return,
-                reply = async {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                result = async {
                     let mut engine = engine.lock().await;
                     let name = engine.name().to_owned();
-                    with_deadline(&name, deadlines.engine, engine.respond(input)).await
-                } => reply,
-            };
-            let reply = match reply {
-                Ok(reply) => reply,
-                Err(error) => {
-                    let _ = speech.send(Speech::Failed { generation, error: AgentEnd::Engine(error) }).await;
-                    return;
+                    with_deadline(&name, MAX_RESPONSE, engine.respond(request)).await
+                } => {
+                    let _ = done.send(result);
                 }
-            };
-            let text = reply.text.clone();
-            let _ = speech.send(Speech::Reply { generation, reply, engine_ms: millis(started.elapsed()) }).await;
-            if !text.trim().is_empty() {
-                speak(generation, &text, Voice { tts, speed, volume, deadline: deadlines.tts }, mouth, speech, cancel).await;
             }
         });
+        let voice = self.voice(ctx);
+        let (mouth, speech, first_deadline) = (ctx.mouth.clone(), ctx.speech.clone(), self.settings.deadlines.engine);
+        tokio::spawn(async move {
+            let _guard = guard;
+            speak_stream(generation, parts_rx, done_rx, first_deadline, Instant::now(), voice, mouth, speech, cancel).await;
+        });
+    }
+
+    fn voice(&self, ctx: &Context) -> Voice {
+        Voice {
+            tts: ctx.tts.clone(),
+            speed: self.settings.voice_speed,
+            volume: self.settings.volume,
+            deadline: self.settings.deadlines.tts,
+        }
     }
 
     /// Speaks `reply` without asking the engine (resume, reprompt).
@@ -525,12 +619,7 @@ impl Agent {
         if let Some(response) = self.responses.iter_mut().find(|r| r.generation == generation) {
             response.reply = Some(reply.clone());
         }
-        let voice = Voice {
-            tts: ctx.tts.clone(),
-            speed: self.settings.voice_speed,
-            volume: self.settings.volume,
-            deadline: self.settings.deadlines.tts,
-        };
+        let voice = self.voice(ctx);
         tokio::spawn(speak(generation, &reply.text.clone(), voice, ctx.mouth.clone(), ctx.speech.clone(), cancel));
     }
 

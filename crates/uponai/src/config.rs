@@ -54,6 +54,13 @@ pub struct Settings {
     /// offline engines, so a call measures the platform alone. Simulated callees keep the
     /// offline engines.
     pub instant_speech: bool,
+    /// The model server of `retell-llm` agents, unless a workspace names its own
+    /// (`llm_base_url`): an OpenAI-compatible API base such as `https://api.openai.com/v1`.
+    /// Operator configuration: not subject to the egress guard.
+    pub llm_base_url: Option<url::Url>,
+    pub llm_api_key: Option<String>,
+    /// The model name sent; `None`: the LLM's own `model`.
+    pub llm_model: Option<String>,
 }
 
 /// One layer of optional settings: the config file's shape (the same names as the flags),
@@ -76,6 +83,9 @@ pub struct FileSettings {
     pub allow_private_targets: Option<bool>,
     pub assets_dir: Option<PathBuf>,
     pub instant_speech: Option<bool>,
+    pub llm_base_url: Option<String>,
+    pub llm_api_key: Option<String>,
+    pub llm_model: Option<String>,
 }
 
 impl FileSettings {
@@ -133,6 +143,12 @@ impl Settings {
             allow_private_targets: overrides.allow_private_targets.or(file.allow_private_targets).unwrap_or(false),
             assets_dir: overrides.assets_dir.or(file.assets_dir),
             instant_speech: overrides.instant_speech.or(file.instant_speech).unwrap_or(false),
+            llm_base_url: match overrides.llm_base_url.or(file.llm_base_url).filter(|raw| !raw.is_empty()) {
+                Some(raw) => Some(url::Url::parse(&raw).context("llm_base_url")?),
+                None => None,
+            },
+            llm_api_key: overrides.llm_api_key.or(file.llm_api_key).filter(|key| !key.is_empty()),
+            llm_model: overrides.llm_model.or(file.llm_model).filter(|model| !model.is_empty()),
         })
     }
 

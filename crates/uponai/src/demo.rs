@@ -67,6 +67,10 @@ pub async fn run(assets_dir: Option<PathBuf>) -> anyhow::Result<()> {
         allow_private_targets: false,
         assets_dir: assets_dir.clone(),
         instant_speech: false,
+        // The demo's agent is a conversation flow: no model server needed.
+        llm_base_url: None,
+        llm_api_key: None,
+        llm_model: None,
     };
     println!("Loading the offline speech engines…");
     let speech = Speech::check(assets_dir.as_deref())?;

@@ -13,6 +13,8 @@
 //! - `dispatch`: decides when a registered outbound call is dialed.
 //! - `admission`: concurrency slots and the CPS pacer (tickets held by call tasks).
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
+//! - `llm`: response engines over the network (`retell-llm` on an OpenAI-compatible
+//!   server) and the tools they call, behind the `agent` crate's engine trait.
 //! - `egress`: the guard on every address we connect to for a tenant (URLs, trunks).
 //! - `webhooks`: the events of calls' state changes, delivered from the store's outbox.
 //! - `view`: the call object on the wire, shared by `api` and `webhooks`.
@@ -33,6 +35,7 @@ pub mod calls;
 pub mod dispatch;
 pub mod domain;
 pub mod egress;
+pub mod llm;
 pub mod store;
 pub mod view;
 pub mod webhooks;

@@ -141,6 +141,16 @@ struct ServeArgs {
     /// a transcript counting words, a tone for a voice), so calls measure the platform alone.
     #[arg(long, env = "UPONAI_INSTANT_SPEECH")]
     instant_speech: bool,
+    /// The OpenAI-compatible model server of `retell-llm` agents (its API base, e.g.
+    /// https://api.openai.com/v1 or http://127.0.0.1:8000/v1), unless a workspace names its own.
+    #[arg(long, env = "UPONAI_LLM_BASE_URL")]
+    llm_base_url: Option<String>,
+    /// The API key sent to that server (as a bearer token).
+    #[arg(long, env = "UPONAI_LLM_API_KEY", hide_env_values = true)]
+    llm_api_key: Option<String>,
+    /// The model name sent [default: each LLM's own `model`].
+    #[arg(long, env = "UPONAI_LLM_MODEL")]
+    llm_model: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +206,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_private_targets: args.allow_private_targets.then_some(true),
                 assets_dir: cli.assets_dir,
                 instant_speech: args.instant_speech.then_some(true),
+                llm_base_url: args.llm_base_url,
+                llm_api_key: args.llm_api_key,
+                llm_model: args.llm_model,
             };
             serve(Settings::resolve(overrides, file)?).await
         }

@@ -80,6 +80,12 @@ impl App {
                 egress: settings.egress(),
                 speech,
                 instant_speech: settings.instant_speech,
+                llm: crate::llm::LlmServer {
+                    base_url: settings.llm_base_url.clone(),
+                    api_key: settings.llm_api_key.clone(),
+                    model: settings.llm_model.clone(),
+                },
+                llm_clients: crate::llm::Clients::new(settings.egress()).context("build the model servers' HTTP clients")?,
             },
         );
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{AgentEnd, FRAME_SAMPLES, Mouth, Response, Speech};
 use crate::conversation::millis;
-use crate::provider::{TextToSpeech, with_deadline};
-use crate::text::speech_parts;
+use crate::provider::{ProviderError, Reply, ReplyPart, TextToSpeech, with_deadline};
+use crate::text::{sentences, speech_parts, take_piece};
 use crate::turn::Generation;
 
 pub(super) struct Voice {
@@ -33,34 +33,177 @@ pub(super) fn speak(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let parts: Vec<String> = speech_parts(text);
     async move {
-        let n = parts.len();
-        for (i, sentence) in parts.into_iter().enumerate() {
-            let started = Instant::now();
-            let name = voice.tts.name().to_owned();
-            let audio = tokio::select! {
-                () = cancel.cancelled() => return,
-                audio = with_deadline(&name, voice.deadline, voice.tts.synthesize(sentence.clone(), voice.speed)) => audio,
-            };
-            let audio = match audio {
-                Ok(audio) => audio,
-                Err(error) => {
-                    let _ = progress.send(Speech::Failed { generation, error: AgentEnd::TextToSpeech(error) }).await;
-                    return;
-                }
-            };
-            let frames = frames_of(&audio, voice.volume);
-            let n_frames = u32::try_from(frames.len()).unwrap_or(u32::MAX);
-            let tts_ms = millis(started.elapsed());
-            let _ = progress.send(Speech::Sentence { generation, text: sentence, frames: n_frames, tts_ms, first: i == 0 }).await;
-            let last_sentence = i + 1 == n;
-            let n_frames = frames.len();
-            for (j, frame) in frames.into_iter().enumerate() {
-                if cancel.is_cancelled() || !mouth.speak(generation, frame, last_sentence && j + 1 == n_frames).await {
-                    return;
-                }
+        let mut speaker = Speaker { generation, voice, mouth, progress, cancel, held: None, n_pieces: 0 };
+        for piece in parts {
+            if !speaker.say(piece).await {
+                return;
             }
         }
-        let _ = progress.send(Speech::Done { generation }).await;
+        speaker.finish().await;
+    }
+}
+
+/// What the engine task hands the speaking task at its end.
+pub(super) type EngineDone = oneshot::Receiver<Result<Reply, ProviderError>>;
+
+/// Speaks a reply as the engine makes it: text parts are taken piece by piece
+/// (`take_piece`) and each piece is synthesised and queued as soon as it is complete, while
+/// the engine goes on; tool events are passed to the agent loop as they come. The engine
+/// must produce its first part (or its reply) within `first_deadline`.
+#[allow(clippy::too_many_arguments)] // One reply's whole context.
+pub(super) async fn speak_stream(
+    generation: Generation,
+    mut parts: mpsc::UnboundedReceiver<ReplyPart>,
+    mut done: EngineDone,
+    first_deadline: Duration,
+    started: Instant,
+    voice: Voice,
+    mouth: Arc<dyn Mouth>,
+    progress: mpsc::Sender<Speech>,
+    cancel: CancellationToken,
+) {
+    let mut speaker = Speaker { generation, voice, mouth, progress, cancel, held: None, n_pieces: 0 };
+    let mut text = String::new();
+    let (mut heard_from_engine, mut spoke) = (false, false);
+    let deadline = tokio::time::sleep(first_deadline);
+    tokio::pin!(deadline);
+    let failed = |error| Speech::Failed { generation, error: AgentEnd::Engine(error) };
+    let reply = loop {
+        let part = tokio::select! {
+            biased;
+            () = speaker.cancel.cancelled() => return,
+            Some(part) = parts.recv() => part,
+            result = &mut done => match result {
+                Ok(Ok(reply)) => break reply,
+                Ok(Err(error)) => {
+                    let _ = speaker.progress.send(failed(error)).await;
+                    return;
+                }
+                // The engine task was cancelled (barge-in) or panicked.
+                Err(_) => {
+                    if !speaker.cancel.is_cancelled() {
+                        let _ = speaker.progress.send(failed(ProviderError::failed("engine", "the engine task ended"))).await;
+                    }
+                    return;
+                }
+            },
+            () = &mut deadline, if !heard_from_engine => {
+                let _ = speaker.progress.send(failed(ProviderError::Timeout { provider: "engine".into(), after: first_deadline })).await;
+                return;
+            }
+        };
+        heard_from_engine = true;
+        match part {
+            ReplyPart::Text(more) => {
+                if !spoke && !more.trim().is_empty() {
+                    spoke = true;
+                    let _ = speaker.progress.send(Speech::FirstText { generation, engine_ms: millis(started.elapsed()) }).await;
+                }
+                text.push_str(&more);
+                while let Some(piece) = take_piece(&mut text, speaker.n_pieces == 0) {
+                    if !speaker.say(piece).await {
+                        return;
+                    }
+                }
+            }
+            ReplyPart::Flush => {
+                let pieces = if speaker.n_pieces == 0 { speech_parts(&text) } else { sentences(&text) };
+                text.clear();
+                for piece in pieces {
+                    if !speaker.say(piece).await {
+                        return;
+                    }
+                }
+            }
+            ReplyPart::Tool(event) => {
+                let _ = speaker.progress.send(Speech::Tool { generation, event }).await;
+            }
+        }
+    };
+    // Parts sent before the engine returned are all in the channel.
+    while let Ok(part) = parts.try_recv() {
+        match part {
+            ReplyPart::Text(more) => text.push_str(&more),
+            ReplyPart::Flush => {}
+            ReplyPart::Tool(event) => {
+                let _ = speaker.progress.send(Speech::Tool { generation, event }).await;
+            }
+        }
+    }
+    if !reply.text.trim().is_empty() {
+        text.push(' ');
+        text.push_str(&reply.text);
+    }
+    let rest = if speaker.n_pieces == 0 { speech_parts(&text) } else { sentences(&text) };
+    if !spoke {
+        let _ = speaker.progress.send(Speech::FirstText { generation, engine_ms: millis(started.elapsed()) }).await;
+    }
+    let silent = !spoke && rest.is_empty();
+    let _ = speaker.progress.send(Speech::Reply { generation, reply, silent }).await;
+    if silent {
+        return;
+    }
+    for piece in rest {
+        if !speaker.say(piece).await {
+            return;
+        }
+    }
+    speaker.finish().await;
+}
+
+/// Synthesises and queues the pieces of one reply. The last frame queued is held back until
+/// the next piece or the end, so that the reply's last frame carries `last` even when the
+/// reply's length is not known in advance.
+struct Speaker {
+    generation: Generation,
+    voice: Voice,
+    mouth: Arc<dyn Mouth>,
+    progress: mpsc::Sender<Speech>,
+    cancel: CancellationToken,
+    held: Option<[i16; FRAME_SAMPLES]>,
+    n_pieces: usize,
+}
+
+impl Speaker {
+    /// `false`: stop (cancelled, the media is gone, or the voice failed).
+    async fn say(&mut self, piece: String) -> bool {
+        let generation = self.generation;
+        let started = Instant::now();
+        let name = self.voice.tts.name().to_owned();
+        let audio = tokio::select! {
+            () = self.cancel.cancelled() => return false,
+            audio = with_deadline(&name, self.voice.deadline, self.voice.tts.synthesize(piece.clone(), self.voice.speed)) => audio,
+        };
+        let audio = match audio {
+            Ok(audio) => audio,
+            Err(error) => {
+                let _ = self.progress.send(Speech::Failed { generation, error: AgentEnd::TextToSpeech(error) }).await;
+                return false;
+            }
+        };
+        let mut frames = frames_of(&audio, self.voice.volume);
+        let n_frames = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+        let tts_ms = millis(started.elapsed());
+        let first = self.n_pieces == 0;
+        self.n_pieces += 1;
+        let _ = self.progress.send(Speech::Sentence { generation, text: piece, frames: n_frames, tts_ms, first }).await;
+        let last = frames.pop();
+        for frame in self.held.take().into_iter().chain(frames) {
+            if self.cancel.is_cancelled() || !self.mouth.speak(generation, frame, false).await {
+                return false;
+            }
+        }
+        self.held = last;
+        true
+    }
+
+    /// Queues the held frame as the reply's last.
+    async fn finish(mut self) {
+        let frame = self.held.take().unwrap_or([0; FRAME_SAMPLES]);
+        if self.cancel.is_cancelled() || !self.mouth.speak(self.generation, frame, true).await {
+            return;
+        }
+        let _ = self.progress.send(Speech::Done { generation: self.generation }).await;
     }
 }
 

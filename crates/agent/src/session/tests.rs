@@ -16,8 +16,8 @@ impl ResponseEngine for EchoEngine {
     fn name(&self) -> &str {
         "echo"
     }
-    fn respond(&mut self, input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>> {
-        let text = match input {
+    fn respond(&mut self, request: Request) -> BoxFuture<'_, Result<Reply, ProviderError>> {
+        let text = match request.input {
             EngineInput::Begin => self.greeting.to_owned(),
             EngineInput::UserTurn { text } if text.contains("bye") => {
                 return Box::pin(async { Ok(Reply { text: "Goodbye.".into(), end_call: true, ..Reply::default() }) });
@@ -25,6 +25,7 @@ impl ResponseEngine for EchoEngine {
             EngineInput::UserTurn { text } => format!("You said {text}."),
             EngineInput::Dtmf { digit } => format!("You pressed {digit}."),
             EngineInput::Reminder { .. } => "Are you there?".into(),
+            EngineInput::ActionFailed { .. } => String::new(),
         };
         Box::pin(async move { Ok(Reply { text, ..Reply::default() }) })
     }
@@ -229,7 +230,7 @@ async fn a_hanging_engine_is_a_stuck_turn_recovered_by_a_reprompt_then_an_end() 
         fn name(&self) -> &str {
             "hanging"
         }
-        fn respond(&mut self, _input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>> {
+        fn respond(&mut self, _request: Request) -> BoxFuture<'_, Result<Reply, ProviderError>> {
             Box::pin(std::future::pending())
         }
     }

@@ -88,6 +88,13 @@ pub struct WorkspaceSettings {
     /// Timeout of each delivery attempt to `webhook_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_timeout_ms: Option<i64>,
+    /// The OpenAI-compatible model server of the workspace's `retell-llm` agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_model: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -110,6 +117,19 @@ pub struct UpdateWorkspaceSettings {
     pub webhook_url: Option<Option<String>>,
     /// 1,000 to 300,000 (default 10,000).
     pub webhook_timeout_ms: Option<i64>,
+    /// An OpenAI-compatible API base (`https://api.openai.com/v1`) for the workspace's
+    /// `retell-llm` agents, instead of the install's; `null` removes it.
+    #[serde(default, with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub llm_base_url: Option<Option<String>>,
+    /// Sent to that server as a bearer token; never shown again.
+    #[serde(default, with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub llm_api_key: Option<Option<String>>,
+    /// The model name sent, instead of each LLM's `model`.
+    #[serde(default, with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub llm_model: Option<Option<String>>,
 }
 
 /// A provider trunk as shown: the password only as a flag.
@@ -132,6 +152,9 @@ pub struct WorkspaceSettingsResponse {
     pub concurrency_limit: u32,
     pub webhook_url: Option<String>,
     pub webhook_timeout_ms: i64,
+    pub llm_base_url: Option<String>,
+    pub has_llm_api_key: bool,
+    pub llm_model: Option<String>,
 }
 
 /// CPS in force per provider and the most each may be set to now.
@@ -231,6 +254,9 @@ fn response(workspace_id: &WorkspaceId, settings: WorkspaceSettings) -> ApiResul
         concurrency_limit: limits.concurrency,
         webhook_timeout_ms: settings.webhook_timeout_ms.unwrap_or(crate::webhooks::DEFAULT_TIMEOUT_MS),
         webhook_url: settings.webhook_url,
+        has_llm_api_key: settings.llm_api_key.is_some(),
+        llm_base_url: settings.llm_base_url,
+        llm_model: settings.llm_model,
     })
 }
 
@@ -305,6 +331,28 @@ pub async fn update_settings(
     if let Some(timeout) = update.webhook_timeout_ms {
         super::validate::range_i64("webhook_timeout_ms", Some(timeout), 1_000, 300_000)?;
         settings.webhook_timeout_ms = Some(timeout);
+    }
+    if let Some(base_url) = update.llm_base_url {
+        if let Some(raw) = &base_url {
+            super::validate::target_url(state.calls.config.egress, "llm_base_url", raw, &["http", "https"]).await?;
+        }
+        settings.llm_base_url = base_url;
+    }
+    if let Some(key) = update.llm_api_key {
+        if let Some(raw) = &key
+            && (raw.is_empty() || raw.len() > 1_000 || raw.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return Err(ApiError::field("llm_api_key", "must be 1-1000 visible characters without spaces"));
+        }
+        settings.llm_api_key = key;
+    }
+    if let Some(model) = update.llm_model {
+        if let Some(raw) = &model
+            && (raw.is_empty() || raw.len() > 200 || raw.chars().any(char::is_control))
+        {
+            return Err(ApiError::field("llm_model", "must be 1-200 characters"));
+        }
+        settings.llm_model = model;
     }
     check_limits(&settings)?;
     state

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::flow::{Flow, FlowEngine};
-use agent::provider::{BoxFuture, EngineInput, ProviderError, Reply, ResponseEngine};
+use agent::provider::{BoxFuture, EngineInput, ProviderError, Reply, Request, ResponseEngine};
 use agent::session::{AgentSettings, Deadlines, FRAME_SAMPLES};
 use agent::turn::{Speaker, TurnConfig};
-use agent::{AgentEnd, Conversation, Heard, Mouth};
+use agent::{AgentEnd, Conversation, Entry, Heard, Mouth, ToolEvent};
 use media::{AgentFrame, CallerFrame, Generation, PlayoutEvent, PlayoutGate};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -18,6 +18,10 @@ use tokio::sync::mpsc;
 use super::settings::CallSettings;
 use super::voice::AgentSpeech;
 use crate::domain::{Direction, DisconnectionReason};
+use crate::egress::Egress;
+use crate::llm::retell_llm::{LlmDefinition, RetellLlmEngine, UsageLog};
+use crate::llm::tools::ToolRunner;
+use crate::llm::{ChatTarget, Clients};
 use crate::store::{CallRow, Document};
 
 /// The agent's audio into the media session.
@@ -82,10 +86,18 @@ pub fn agent_settings(settings: &CallSettings) -> AgentSettings {
     }
 }
 
+/// What a call's `retell-llm` engine needs from the install.
+pub struct LlmAccess {
+    pub target: ChatTarget,
+    pub clients: Clients,
+    pub egress: Egress,
+    pub usage: UsageLog,
+}
+
 /// The agent settings and response engine of a call: its conversation flow, if the agent is on
-/// `conversation-flow` (whose `start_speaker` then decides who speaks first), else the begin
-/// message only.
-pub fn engine(call: &CallRow, settings: &CallSettings) -> (AgentSettings, Box<dyn ResponseEngine>) {
+/// `conversation-flow` (whose `start_speaker` then decides who speaks first); its Retell LLM
+/// on the model server, if one is configured; else the begin message only.
+pub fn engine(call: &CallRow, settings: &CallSettings, llm: Option<LlmAccess>) -> (AgentSettings, Box<dyn ResponseEngine>) {
     let mut agent_settings = agent_settings(settings);
     if let Some(document) = &settings.flow {
         match Flow::parse(document) {
@@ -98,8 +110,36 @@ pub fn engine(call: &CallRow, settings: &CallSettings) -> (AgentSettings, Box<dy
             Err(error) => tracing::error!(call_id = %call.call_id, %error, "call.flow_unreadable"),
         }
     }
+    if let (Some(document), Some(access)) = (&settings.llm, llm) {
+        let definition = LlmDefinition::parse(document);
+        let endpoint = access.target.endpoint(definition.model.as_deref());
+        let http = if access.target.guarded { access.clients.tenant.clone() } else { access.clients.operator.clone() };
+        let tools = ToolRunner { http: access.clients.tenant.clone(), egress: access.egress, call: tool_call_object(call) };
+        tracing::info!(call_id = %call.call_id, model = %endpoint.model, server = %endpoint.base_url, "call.llm");
+        let engine = RetellLlmEngine::new(definition, http, endpoint, tools, variables(call, settings), access.usage);
+        return (agent_settings, Box::new(engine));
+    }
     let begin_message = settings.begin_message.as_deref().map(|text| agent::template::fill(text, &variables(call, settings)));
     (agent_settings, Box::new(BeginMessageOnly { begin_message }))
+}
+
+/// Retell's `call` in a custom tool's request body: who and what the call is.
+fn tool_call_object(call: &CallRow) -> Value {
+    let mut object = json!({
+        "call_id": call.call_id.to_string(),
+        "call_type": call.call_type.as_str(),
+        "direction": call.direction.as_str(),
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "agent_id": call.agent_id.to_string(),
+        "agent_version": call.agent_version,
+    });
+    for key in ["metadata", "retell_llm_dynamic_variables"] {
+        if let Some(value) = call.document.get(key) {
+            object[key] = value.clone();
+        }
+    }
+    object
 }
 
 /// The call's dynamic variables and Retell's system variables.
@@ -111,8 +151,8 @@ fn variables(call: &CallRow, settings: &CallSettings) -> HashMap<String, String>
     let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
     // `current_time_{{timezone}}` for every zone the agent's texts name.
     let mut texts = settings.begin_message.clone().unwrap_or_default();
-    if let Some(flow) = &settings.flow {
-        texts.push_str(&Value::Object(flow.clone()).to_string());
+    for document in [&settings.flow, &settings.llm].into_iter().flatten() {
+        texts.push_str(&Value::Object(document.clone()).to_string());
     }
     let zoned = zoned_times(&texts, now.timestamp());
     let mut vars: HashMap<String, String> = HashMap::from([
@@ -164,9 +204,9 @@ pub fn reason(end: &AgentEnd) -> DisconnectionReason {
     }
 }
 
-/// The engine of an agent on `retell-llm` until LLMs exist (M7): it speaks the begin
-/// message and answers nothing, so a call ends by the caller, by `end_call_after_silence_ms`
-/// (`inactivity`) or by `max_call_duration_ms`.
+/// The engine of an agent on `retell-llm` when no model server is configured: it speaks the
+/// begin message and answers nothing, so a call ends by the caller, by
+/// `end_call_after_silence_ms` (`inactivity`) or by `max_call_duration_ms`.
 pub struct BeginMessageOnly {
     pub begin_message: Option<String>,
 }
@@ -176,8 +216,8 @@ impl ResponseEngine for BeginMessageOnly {
         "retell-llm (no LLM configured)"
     }
 
-    fn respond(&mut self, input: EngineInput) -> BoxFuture<'_, Result<Reply, ProviderError>> {
-        let text = match input {
+    fn respond(&mut self, request: Request) -> BoxFuture<'_, Result<Reply, ProviderError>> {
+        let text = match request.input {
             EngineInput::Begin => self.begin_message.clone().unwrap_or_default(),
             _ => String::new(),
         };
@@ -200,6 +240,7 @@ pub fn document_fields(conversation: &Conversation) -> Document {
         })
         .collect();
     patch.insert("transcript".into(), json!(conversation.transcript()));
+    patch.insert("transcript_with_tool_calls".into(), Value::Array(with_tool_calls(conversation, &seconds)));
     patch.insert("stuck_turns".into(), json!(conversation.n_stuck_turns));
     patch.insert("transcript_object".into(), Value::Array(utterances));
     let latency = &conversation.latency;
@@ -211,6 +252,40 @@ pub fn document_fields(conversation: &Conversation) -> Document {
     }
     patch.insert("latency".into(), Value::Object(table));
     patch
+}
+
+/// Retell's `transcript_with_tool_calls`: utterances and, where they happened, the tool
+/// calls (`tool_call_invocation` with the arguments as JSON text, `tool_call_result`).
+fn with_tool_calls(conversation: &Conversation, seconds: &dyn Fn(Duration) -> f64) -> Vec<Value> {
+    conversation
+        .entries()
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Entry::Utterance(u) if u.content.is_empty() => None,
+            Entry::Utterance(u) => {
+                let words: Vec<Value> =
+                    u.words.iter().map(|w| json!({"word": w.word, "start": seconds(w.start), "end": seconds(w.end)})).collect();
+                Some(json!({"role": u.role.as_str(), "content": u.content, "words": words}))
+            }
+            Entry::Tool(ToolEvent::Invocation { id, name, arguments }) => {
+                Some(json!({"role": "tool_call_invocation", "tool_call_id": id, "name": name, "arguments": arguments}))
+            }
+            Entry::Tool(ToolEvent::Result { id, content }) => {
+                Some(json!({"role": "tool_call_result", "tool_call_id": id, "content": content}))
+            }
+        })
+        .collect()
+}
+
+/// Retell's `llm_token_usage`: total tokens per model request, their average and count.
+pub fn token_usage(usage: &UsageLog) -> Option<Value> {
+    let log = usage.lock().ok()?;
+    if log.is_empty() {
+        return None;
+    }
+    let values: Vec<u64> = log.iter().map(|u| u.prompt_tokens + u.completion_tokens).collect();
+    let average = values.iter().sum::<u64>() as f64 / values.len() as f64;
+    Some(json!({"values": values, "average": average, "num_requests": values.len()}))
 }
 
 /// Retell's latency object: `{p50, p90, p95, p99, min, max, num, values}` in ms.

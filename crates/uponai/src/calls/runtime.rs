@@ -35,6 +35,9 @@ pub struct CallRuntimeConfig {
     pub speech: Arc<super::voice::Speech>,
     /// Agents use `agent::instant`'s stand-ins instead (`Settings::instant_speech`).
     pub instant_speech: bool,
+    /// The install's default model server for `retell-llm` agents.
+    pub llm: crate::llm::LlmServer,
+    pub llm_clients: crate::llm::Clients,
 }
 
 impl CallRuntimeConfig {

@@ -25,6 +25,8 @@ pub struct CallSettings {
     pub agent: AgentFields,
     /// The conversation flow of an agent on `conversation-flow` (`effective_flow`).
     pub flow: Option<Document>,
+    /// The Retell LLM of an agent on `retell-llm` (`effective_llm`).
+    pub llm: Option<Document>,
     /// `retell_llm_dynamic_variables` of the call.
     pub dynamic_variables: Vec<(String, String)>,
 }
@@ -86,6 +88,7 @@ impl CallSettings {
             .collect();
         Self {
             flow,
+            llm: document.get("effective_llm").and_then(Value::as_object).cloned(),
             dynamic_variables,
             agent: fields,
             begin_message,

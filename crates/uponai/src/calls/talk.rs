@@ -47,6 +47,12 @@ pub struct Talked {
     pub patch: Document,
 }
 
+/// Tells the agent a transfer it asked for did not happen.
+async fn action_failed(running: &conversation::RunningAgent, reason: String) {
+    let heard = agent::Heard::ActionFailed { action: "transfer".into(), reason };
+    let _ = tokio::time::timeout(Duration::from_secs(1), running.heard.send(heard)).await;
+}
+
 /// Runs the call until it ends; sends BYE when the end is ours.
 #[allow(clippy::too_many_arguments)] // The call's context, its leg and its media: one of each.
 pub async fn talk(
@@ -85,7 +91,20 @@ pub async fn talk(
     };
 
     let mouth = Arc::new(MediaMouth { frames: from_agent_tx, gate, dtmf: dtmf_tx });
-    let (agent_settings, engine) = conversation::engine(call, settings);
+    let usage = crate::llm::retell_llm::UsageLog::default();
+    let llm = match &settings.llm {
+        Some(_) => {
+            let workspace = rt.store.workspace_settings(workspace_id).await.unwrap_or_default();
+            crate::llm::chat_target(&rt.config.llm, &workspace).map(|target| conversation::LlmAccess {
+                target,
+                clients: rt.config.llm_clients.clone(),
+                egress: rt.config.egress,
+                usage: usage.clone(),
+            })
+        }
+        None => None,
+    };
+    let (agent_settings, engine) = conversation::engine(call, settings, llm);
     let voice_id = settings.agent.voice_id.clone();
     let mut running = conversation::start(rt.config.agent_speech(), agent_settings, voice_id, engine, mouth);
     // Caller audio goes to the agent from a task of its own, so that the call loop is never
@@ -150,10 +169,16 @@ pub async fn talk(
                                 transferred_to = Some(to);
                                 break DisconnectionReason::CallTransfer;
                             }
-                            // The agent stays on the call.
-                            Err(err) => tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_failed"),
+                            // The agent stays on the call, and its engine is told.
+                            Err(err) => {
+                                tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_failed");
+                                action_failed(&running, err.to_string()).await;
+                            }
                         },
-                        Err(err) => tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_refused"),
+                        Err(err) => {
+                            tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_refused");
+                            action_failed(&running, err.to_string()).await;
+                        }
                     }
                 }
                 AgentEvent::TranscriptUpdated(conversation) => {
@@ -181,6 +206,9 @@ pub async fn talk(
     let conversation = running.task.await.unwrap_or_default();
     let stats = session.stop().await;
     let mut patch = conversation::document_fields(&conversation);
+    if let Some(usage) = conversation::token_usage(&usage) {
+        patch.insert("llm_token_usage".into(), usage);
+    }
     if conversation.n_stuck_turns > 0 {
         tracing::warn!(call_id = %call.call_id, n = conversation.n_stuck_turns, "call.stuck_turns");
     }

@@ -167,3 +167,25 @@ async fn custom_sip_headers_with_control_characters_or_bad_names_are_refused() {
         assert!(!reply.message().contains('\r'), "the bad name is not echoed raw: {:?}", reply.message());
     }
 }
+
+#[tokio::test]
+async fn a_workspace_model_server_on_a_private_address_is_refused_and_its_key_never_shown() {
+    let app = spawn_guarded().await;
+    for url in REFUSED_URLS {
+        let reply = app.patch("/update-workspace-settings", json!({"llm_base_url": url})).await;
+        assert_refused(&reply, "llm_base_url");
+    }
+    let body = json!({"llm_base_url": "https://api.openai.com/v1", "llm_api_key": "sk-secret", "llm_model": "gpt-4.1-mini"});
+    let reply = app.patch("/update-workspace-settings", body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let settings = app.get("/get-workspace-settings").await.body;
+    assert_eq!(settings["llm_base_url"], "https://api.openai.com/v1");
+    assert_eq!(settings["llm_model"], "gpt-4.1-mini");
+    assert_eq!(settings["has_llm_api_key"], true);
+    assert!(!settings.to_string().contains("sk-secret"), "{settings}");
+    let reply = app.patch("/update-workspace-settings", json!({"llm_api_key": "has space"})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.message().starts_with("llm_api_key"), "{}", reply.message());
+    let reply = app.patch("/update-workspace-settings", json!({"llm_base_url": null, "llm_api_key": null})).await;
+    assert_eq!((reply.body["llm_base_url"].clone(), reply.body["has_llm_api_key"].clone()), (Value::Null, json!(false)));
+}

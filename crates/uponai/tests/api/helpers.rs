@@ -59,6 +59,9 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         // The assets `./scripts/test` installed (the default directory).
         assets_dir: None,
         instant_speech: false,
+        llm_base_url: None,
+        llm_api_key: None,
+        llm_model: None,
         // Tests place many calls at once; the default CPS of 1 is raised per test where
         // pacing is what is being tested.
     };

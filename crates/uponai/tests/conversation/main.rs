@@ -9,6 +9,9 @@
 mod calls;
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod llm;
+#[allow(dead_code)] // Shared by the sip and conversation binaries; each uses part of it.
+mod model_server;
 mod personas;
 #[path = "../webhooks/receiver.rs"]
 #[allow(dead_code)] // The webhook tests' receiver; this binary uses part of it.

@@ -34,6 +34,13 @@ async fn call_persona(
         }
     };
     agent.as_object_mut().unwrap().extend(agent_fields.as_object().unwrap().clone());
+    agent_calls_persona(app, agent, persona, variables).await
+}
+
+/// Creates the agent `agent` (a create-agent body), has it call `persona` through the
+/// simulation API with `variables`, and returns Get Call once the call has ended, and the
+/// persona's report.
+pub(crate) async fn agent_calls_persona(app: &TestApp, agent: Value, persona: Persona, variables: Value) -> (Value, PersonaReport) {
     let reply = app.post("/create-agent", agent).await;
     assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
     let agent_id = reply.body["agent_id"].as_str().unwrap().to_owned();

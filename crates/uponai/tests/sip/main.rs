@@ -7,6 +7,9 @@
 mod helpers;
 mod hostile_endpoint;
 mod inbound;
+#[path = "../conversation/model_server.rs"]
+#[allow(dead_code)] // Shared by the sip and conversation binaries; each uses part of it.
+mod model_server;
 mod outbound;
 mod sipp;
 mod strict_rtp;

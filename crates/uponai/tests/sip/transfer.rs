@@ -2,11 +2,13 @@
 //! sends REFER with the destination; the trunk's acceptance (and its NOTIFY) ends our part of
 //! the call with `call_transfer`; a refusal leaves the agent on the call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::model_server::{Chunk, ModelServer, Script};
 use crate::sipp::{Sipp, Transport, import_on_trunk, wait_for_end};
 
 const FROM: &str = "+14155550100";
@@ -29,7 +31,11 @@ async fn transferring_agent(app: &TestApp) -> String {
 
 async fn call(app: &TestApp, sipp: &Sipp, desk: &str) -> serde_json::Value {
     let agent_id = transferring_agent(app).await;
-    import_on_trunk(app, FROM, sipp.addr(), Transport::Udp, &agent_id, json!({})).await;
+    call_with(app, sipp, desk, &agent_id).await
+}
+
+async fn call_with(app: &TestApp, sipp: &Sipp, desk: &str, agent_id: &str) -> serde_json::Value {
+    import_on_trunk(app, FROM, sipp.addr(), Transport::Udp, agent_id, json!({})).await;
     let body = json!({"from_number": FROM, "to_number": TO, "retell_llm_dynamic_variables": {"desk": desk}});
     let reply = app.post("/v2/create-phone-call", body).await;
     assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
@@ -73,5 +79,57 @@ async fn a_destination_that_is_not_a_number_or_sip_uri_never_reaches_the_wire() 
     let call = call(&app, &sipp, "+1415\r\nX-Evil: yes").await;
     assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
     assert!(call["transfer_destination"].is_null(), "{call}");
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
+}
+
+/// A `retell-llm` agent whose model opens the call by transferring it (its `transfer_call`
+/// tool, to `{{desk}}`), and says sorry if it is told the transfer failed.
+async fn llm_transfer(sipp_template: &str, refer_to: &str) -> (serde_json::Value, Vec<serde_json::Value>, Sipp) {
+    let script: Script = Arc::new(|n, _| match n {
+        0 => vec![
+            Chunk::Text("Transferring you now.".into()),
+            Chunk::ToolCall { id: "call_t1".into(), name: "to_desk".into(), arguments: "{}".into() },
+        ],
+        _ => vec![Chunk::Text("Sorry, the transfer did not work.".into())],
+    });
+    let model = ModelServer::start(script).await;
+    let base_url = url::Url::parse(&model.base_url).unwrap();
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), |settings| settings.llm_base_url = Some(base_url)).await;
+    let llm = app
+        .create_llm(json!({"general_prompt": "Transfer every caller.", "general_tools": [{"type": "transfer_call", "name": "to_desk",
+            "transfer_destination": {"type": "predefined", "number": "{{desk}}"}, "transfer_option": {"type": "cold_transfer"}}]}))
+        .await;
+    let reply =
+        app.post("/create-agent", json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm}})).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    let agent_id = reply.body["agent_id"].as_str().unwrap().to_owned();
+    let sipp = Sipp::uas_from_template(sipp_template, Transport::Udp, &[("__REFER_TO__", refer_to)]);
+    let call = call_with(&app, &sipp, DESTINATION, &agent_id).await;
+    (call, model.requests(), sipp)
+}
+
+#[tokio::test]
+async fn an_llm_s_transfer_call_tool_refers_the_trunk_to_the_destination() {
+    let refer_to = format!("&lt;sip:\\{DESTINATION}@127\\.0\\.0\\.1:[0-9]+&gt;");
+    let (call, requests, sipp) = llm_transfer("answer_accept_refer.xml", &refer_to).await;
+    assert_eq!(call["disconnection_reason"], "call_transfer", "{call}");
+    assert_eq!(call["transfer_destination"], DESTINATION);
+    let items = call["transcript_with_tool_calls"].as_array().unwrap_or_else(|| panic!("{call}"));
+    let roles: Vec<&str> = items.iter().map(|i| i["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["agent", "tool_call_invocation", "tool_call_result"], "{items:?}");
+    assert_eq!(items[0]["content"], "Transferring you now.");
+    assert_eq!(items[1]["name"], "to_desk");
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    sipp.finish(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_llm_transfer_keeps_the_call_up_and_the_model_is_told() {
+    let (call, requests, sipp) = llm_transfer("answer_refuse_refer.xml", "").await;
+    assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
+    assert!(call["transfer_destination"].is_null(), "{call}");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let told = requests[1]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(told.contains("transfer failed") && told.contains("403"), "{told}");
     sipp.finish(Duration::from_secs(10)).await.unwrap();
 }

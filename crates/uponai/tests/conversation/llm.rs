@@ -1,0 +1,164 @@
+//! `retell-llm` agents on real calls to the simulator's persona, against a scripted
+//! OpenAI-compatible server that streams its answers (content and tool calls) the way the
+//! real ones do, and a tool endpoint on loopback.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uponai::sim::{Line, Persona, When};
+
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::model_server::{Chunk, ModelServer, Script, ToolServer};
+use crate::personas::agent_calls_persona;
+
+const GREETING: &str = "Hello, this is the weather line.";
+const QUESTION: &str = "What is the weather in Paris today?";
+
+fn line(say: &str) -> Line {
+    Line { say: Some(say.to_owned()), press: None, when: When::AfterAgentStops }
+}
+
+async fn app_on(model: &ModelServer) -> TestApp {
+    let base_url = url::Url::parse(&model.base_url).unwrap();
+    spawn_app_with(tempfile::tempdir().unwrap(), |settings| {
+        settings.llm_base_url = Some(base_url);
+        settings.llm_api_key = Some("sk-test".into());
+    })
+    .await
+}
+
+/// The last message of a chat request.
+fn last_message(request: &Value) -> Value {
+    request["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_is_made_with_variables_filled_its_result_spoken_and_everything_logged_in_order() {
+    let _serial = crate::serial().await;
+    let tool = ToolServer::start(r#"{"forecast": "sunny", "celsius": 21}"#).await;
+    // Turn 1: the model calls get_weather. Turn 2 (it has the result): it answers, then
+    // calls end_call.
+    let script: Script = Arc::new(|n, request| match n {
+        0 => vec![
+            Chunk::Text("Let me check.".into()),
+            Chunk::ToolCall { id: "call_w1".into(), name: "get_weather".into(), arguments: r#"{"city": "Paris"}"#.into() },
+        ],
+        _ if last_message(request)["role"] == "tool" => vec![
+            Chunk::Text("It is sunny in Paris, twenty one degrees. Goodbye.".into()),
+            Chunk::ToolCall { id: "call_e1".into(), name: "end_call".into(), arguments: "{}".into() },
+        ],
+        _ => vec![Chunk::Text("Sorry?".into())],
+    });
+    let model = ModelServer::start(script).await;
+    let app = app_on(&model).await;
+    let llm = app
+        .create_llm(json!({
+            "general_prompt": "You are the weather line of {{company}}. The caller is {{customer_id}}.",
+            "begin_message": GREETING,
+            "model": "gpt-4.1-mini",
+            "general_tools": [
+                {"type": "custom", "name": "get_weather", "description": "Weather for a city",
+                 "url": format!("{}/weather/{{{{customer_id}}}}", tool.base_url),
+                 "headers": {"X-Customer": "{{customer_id}}"}, "query_params": {"units": "metric"},
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                 "speak_after_execution": true},
+                {"type": "end_call", "name": "end_call", "description": "Hang up"}
+            ]
+        }))
+        .await;
+    let agent = json!({"voice_id": agent::offline::PIPER_VOICE_ID, "response_engine": {"type": "retell-llm", "llm_id": llm}});
+    let persona = Persona { name: "weather".into(), lines: vec![line(QUESTION)], hang_up_after_ms: Some(20_000) };
+    let variables = json!({"customer_id": "c-42", "company": "Acme"});
+    let (call, report) = agent_calls_persona(&app, agent, persona, variables).await;
+
+    assert_eq!(call["disconnection_reason"], "agent_hangup", "{call}");
+    assert_eq!(report.ended_by, "agent");
+    // The tool got the filled URL, header and query, and Retell's body.
+    let received = tool.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].method, "POST");
+    assert_eq!(received[0].uri, "/weather/c-42?units=metric");
+    assert_eq!(received[0].headers["x-customer"], "c-42");
+    assert_eq!(received[0].body["name"], "get_weather");
+    assert_eq!(received[0].body["args"], json!({"city": "Paris"}));
+    assert_eq!(received[0].body["call"]["call_id"], call["call_id"]);
+    // The model server: the system prompt filled, the key sent, the caller's words, then the
+    // tool result under its call id.
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0]["model"], "gpt-4.1-mini");
+    assert_eq!(requests[0]["_authorization"], "Bearer sk-test");
+    assert_eq!(requests[0]["stream"], true);
+    assert_eq!(requests[0]["messages"][0]["content"], "You are the weather line of Acme. The caller is c-42.");
+    assert_eq!(requests[0]["messages"][1], json!({"role": "assistant", "content": GREETING}));
+    let heard = requests[0]["messages"][2]["content"].as_str().unwrap_or_default();
+    assert!(crate::calls::recall(QUESTION, heard) >= 0.8, "the agent heard {heard:?}");
+    assert_eq!(requests[0]["tools"].as_array().map(Vec::len), Some(2));
+    let tool_message = last_message(&requests[1]);
+    assert_eq!(tool_message["tool_call_id"], "call_w1");
+    assert!(tool_message["content"].as_str().unwrap().contains("sunny"), "{tool_message}");
+    // Get Call: greeting, question, what was said before the call, invocation, result, the
+    // answer, the hang-up call, in that order.
+    let items = call["transcript_with_tool_calls"].as_array().unwrap_or_else(|| panic!("{call}"));
+    let roles: Vec<&str> = items.iter().map(|i| i["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles,
+        ["agent", "user", "agent", "tool_call_invocation", "tool_call_result", "agent", "tool_call_invocation", "tool_call_result"],
+        "{items:?}"
+    );
+    assert_eq!(items[2]["content"], "Let me check.");
+    assert_eq!(items[3]["name"], "get_weather");
+    assert_eq!(items[3]["tool_call_id"], "call_w1");
+    let arguments: Value = serde_json::from_str(items[3]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, json!({"city": "Paris"}));
+    assert_eq!(items[4]["tool_call_id"], "call_w1");
+    assert!(items[4]["content"].as_str().unwrap().contains("sunny"));
+    assert_eq!(items[5]["content"], "It is sunny in Paris, twenty one degrees. Goodbye.");
+    assert_eq!(items[6]["name"], "end_call");
+    // Word times carry on across the split: the answer starts where "check." ended.
+    assert_eq!(items[5]["words"][0]["start"], items[2]["words"].as_array().unwrap().last().unwrap()["end"]);
+    // The plain transcript has no tool calls.
+    assert_eq!(call["transcript_object"].as_array().map(Vec::len), Some(4));
+    // The answer was spoken: the persona heard it on the wire.
+    let heard: Vec<String> = report.heard.iter().map(|h| h.text.clone()).collect();
+    let all = heard.join(" ");
+    assert!(crate::calls::recall("It is sunny in Paris, twenty one degrees. Goodbye.", &all) >= 0.7, "the persona heard {heard:?}");
+    assert_eq!(call["llm_token_usage"]["num_requests"], 2, "{}", call["llm_token_usage"]);
+    assert!(call["latency"]["llm"]["num"].as_u64().unwrap_or(0) >= 1, "{}", call["latency"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_on_a_private_address_is_refused_at_save_and_when_called_and_the_model_hears_why() {
+    // Saving: a guarded server refuses a loopback tool URL, naming the field.
+    let model = ModelServer::start(Arc::new(|_, _| vec![Chunk::Text("Hi.".into())])).await;
+    let base_url = url::Url::parse(&model.base_url).unwrap();
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), |settings| {
+        settings.allow_private_targets = false;
+        settings.llm_base_url = Some(base_url);
+    })
+    .await;
+    let tool = ToolServer::start("secret").await;
+    let body = json!({"general_tools": [{"type": "custom", "name": "peek", "url": format!("{}/admin", tool.base_url)}]});
+    let reply = app.post("/create-retell-llm", body).await;
+    assert_eq!(reply.status, reqwest::StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.message().contains("general_tools[0].url"), "{}", reply.message());
+    // Calling: the guard is checked again at send time, and the refusal is the tool's result.
+    let runner = uponai::llm::tools::ToolRunner {
+        http: uponai::egress::Egress::guarded().http_client("test").unwrap(),
+        egress: uponai::egress::Egress::guarded(),
+        call: Value::Null,
+    };
+    let Some(uponai::llm::tools::Tool::Custom(custom)) =
+        uponai::llm::tools::Tool::parse(&json!({"type": "custom", "name": "peek", "url": format!("{}/admin", tool.base_url)}))
+    else {
+        panic!("a custom tool");
+    };
+    let outcome = runner.run(&custom, "{}", &Default::default()).await;
+    assert!(!outcome.ok);
+    assert!(outcome.content.contains("loopback"), "{}", outcome.content);
+    let hidden =
+        uponai::llm::tools::Tool::parse(&json!({"type": "custom", "name": "meta", "url": "http://169.254.169.254/latest/meta-data"}));
+    let Some(uponai::llm::tools::Tool::Custom(hidden)) = hidden else { panic!("a custom tool") };
+    assert!(!runner.run(&hidden, "{}", &Default::default()).await.ok);
+    // The requests were refused before they left: nothing reached the endpoint.
+    assert!(tool.received().is_empty(), "the tool endpoint was reached");
+}
