@@ -23,6 +23,10 @@ pub enum ProviderError {
     Timeout { provider: String, after: Duration },
     #[error("{provider} failed: {message}")]
     Failed { provider: String, message: String },
+    /// The engine's peer ended its part in the call; `reason` is the call's
+    /// `disconnection_reason` (Retell's `error_llm_websocket_*`).
+    #[error("{provider} ended: {message}")]
+    Ended { provider: String, reason: String, message: String },
 }
 
 impl ProviderError {
@@ -71,6 +75,8 @@ pub enum EngineInput {
     Dtmf { digit: char },
     /// Nobody spoke for the reminder time.
     Reminder { count: u32 },
+    /// The engine asked to speak now ([`EngineEvent::Interrupt`]).
+    Interrupt,
 }
 
 /// The engine's answer.
@@ -118,6 +124,24 @@ impl Request {
     }
 }
 
+/// What an engine raises by itself, between requests (a custom LLM's server does).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineEvent {
+    /// Speak now, over whatever is being said: the agent cuts its speech and asks the
+    /// engine with [`EngineInput::Interrupt`].
+    Interrupt,
+    /// End the call: a hang-up (`None`), or a failure.
+    End(Option<ProviderError>),
+}
+
+/// An engine's line to the agent task outside requests.
+pub struct EngineLink {
+    pub events: mpsc::Receiver<EngineEvent>,
+    /// The agent keeps the latest conversation here for engines that tell a peer of every
+    /// change (Retell's `update_only`).
+    pub transcript: tokio::sync::watch::Sender<Conversation>,
+}
+
 /// Produces the agent's replies. One per call, owned by the call's agent task.
 pub trait ResponseEngine: Send {
     fn name(&self) -> &str;
@@ -129,6 +153,11 @@ pub trait ResponseEngine: Send {
     /// that moved state on it may move back. The flow engine keeps its move: Retell's
     /// flows do too.
     fn cancelled(&mut self) {}
+    /// The engine's events and transcript feed, taken once when the call starts; `None`:
+    /// the engine only answers requests.
+    fn link(&mut self) -> Option<EngineLink> {
+        None
+    }
 }
 
 /// Runs `work` with a deadline, naming `provider` if it is missed.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conversation::{Conversation, Role, ToolEvent, Utterance, millis};
 use crate::provider::{
-    BoxFuture, EngineInput, ProviderError, Reply, Request, ResponseEngine, SpeechToText, TextToSpeech, Vad, with_deadline,
+    BoxFuture, EngineEvent, EngineInput, ProviderError, Reply, Request, ResponseEngine, SpeechToText, TextToSpeech, Vad, with_deadline,
 };
 use crate::turn::{Decision, Generation, Input, Speaker, TurnConfig, Turns};
 use reply::{Voice, played_text, speak, speak_stream, unplayed_text};
@@ -197,6 +197,8 @@ struct Response {
     done: bool,
     /// Its playout ended, not cut (the end may be reported before `done` arrives).
     played_out: bool,
+    /// Its first frame went out.
+    started: bool,
     /// Tool events of this response: their index in the conversation's `tool_events` and
     /// the number of the response's words synthesised before them, so that the transcript
     /// shows them between the words they came between.
@@ -212,7 +214,11 @@ pub async fn run(
     events: mpsc::Sender<AgentEvent>,
     cancel: CancellationToken,
 ) -> Conversation {
-    let Providers { mut vad, stt, tts, engine } = providers;
+    let Providers { mut vad, stt, tts, mut engine } = providers;
+    let (mut engine_events, transcript_feed) = match engine.link() {
+        Some(link) => (Some(link.events), Some(link.transcript)),
+        None => (None, None),
+    };
     let engine = Arc::new(Mutex::new(engine));
     let mut agent = Agent {
         turns: Turns::new(settings.turn.clone()),
@@ -229,7 +235,7 @@ pub async fn run(
     };
     let (speech_tx, mut speech) = mpsc::channel::<Speech>(64);
     let (transcripts_tx, mut transcripts) = mpsc::channel::<(u64, Result<String, ProviderError>, u32)>(16);
-    let ctx = Context { stt, tts, engine, mouth, speech: speech_tx, transcripts: transcripts_tx, events: events.clone() };
+    let ctx = Context { stt, tts, engine, mouth, speech: speech_tx, transcripts: transcripts_tx, events: events.clone(), transcript_feed };
 
     if agent.settings.start_speaker == Speaker::Agent {
         agent.start_response(&ctx, Cause::Begin, EngineInput::Begin, Duration::ZERO);
@@ -242,6 +248,10 @@ pub async fn run(
                 Some(input) => agent.on_heard(input, vad.as_mut(), &ctx).await,
             },
             Some(progress) = speech.recv() => agent.on_speech(progress, &ctx).await,
+            Some(event) = next_engine_event(&mut engine_events) => {
+                agent.on_engine_event(event, &ctx).await;
+                Vec::new()
+            }
             Some((request, result, ms)) = transcripts.recv() => match result {
                 Ok(text) => {
                     agent.asr_timeouts_in_a_row = 0;
@@ -271,6 +281,18 @@ pub async fn run(
     agent.conversation
 }
 
+/// The engine's next event; pending forever for engines without a link (or once it closed).
+async fn next_engine_event(events: &mut Option<mpsc::Receiver<EngineEvent>>) -> Option<EngineEvent> {
+    let Some(receiver) = events else { return std::future::pending().await };
+    match receiver.recv().await {
+        Some(event) => Some(event),
+        None => {
+            *events = None;
+            std::future::pending().await
+        }
+    }
+}
+
 /// What every spawned piece of work needs.
 struct Context {
     stt: Arc<dyn SpeechToText>,
@@ -280,6 +302,18 @@ struct Context {
     speech: mpsc::Sender<Speech>,
     transcripts: mpsc::Sender<(u64, Result<String, ProviderError>, u32)>,
     events: mpsc::Sender<AgentEvent>,
+    /// The engine's transcript feed, if it has a link.
+    transcript_feed: Option<tokio::sync::watch::Sender<Conversation>>,
+}
+
+impl Context {
+    /// The conversation changed: the call task and the engine hear of it (neither waits).
+    fn transcript_changed(&self, conversation: &Conversation) {
+        let _ = self.events.try_send(AgentEvent::TranscriptUpdated(Box::new(conversation.clone())));
+        if let Some(feed) = &self.transcript_feed {
+            feed.send_replace(conversation.clone());
+        }
+    }
 }
 
 struct Agent {
@@ -325,6 +359,9 @@ impl Agent {
             }
             Heard::Dtmf { at, digit } => self.turns.handle(Input::Dtmf { at, digit }),
             Heard::PlayoutStarted { generation, at } => {
+                if let Some(response) = self.responses.iter_mut().find(|r| r.generation == generation) {
+                    response.started = true;
+                }
                 if let Some(response) = self.responses.iter().find(|r| r.generation == generation)
                     && let Cause::UserTurn { last_speech, asr_ms } = response.cause
                 {
@@ -390,7 +427,7 @@ impl Agent {
                     }
                 }
             }
-            let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
+            ctx.transcript_changed(&self.conversation);
         }
         if cancelled {
             // Cut by a barge-in: kept for a possible resume until the caller's turn ends.
@@ -433,7 +470,7 @@ impl Agent {
                     response.tool_marks.push((self.conversation.tool_events.len(), words));
                 }
                 self.conversation.push_tool_event(event);
-                let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
+                ctx.transcript_changed(&self.conversation);
                 Vec::new()
             }
             Speech::Reply { generation, reply, silent } => {
@@ -504,8 +541,17 @@ impl Agent {
             }
             Decision::Respond { turn: _, text, first_speech, last_speech } => {
                 self.forget_interrupted();
+                // A reply still being thought of answers a conversation that has moved on.
+                if let Some(newest) = self.responses.iter().filter(|r| !r.started).map(|r| r.generation).max() {
+                    tracing::info!(generation = newest, "agent.response_superseded");
+                    ctx.mouth.cancel_through(newest);
+                    for response in self.responses.iter().filter(|r| !r.started) {
+                        response.cancel.cancel();
+                    }
+                    self.responses.retain(|r| r.started);
+                }
                 self.conversation.utterances.push(Utterance::spread(Role::User, &text, first_speech, last_speech));
-                let _ = ctx.events.try_send(AgentEvent::TranscriptUpdated(Box::new(self.conversation.clone())));
+                ctx.transcript_changed(&self.conversation);
                 let asr_ms = self.asr_ms.values().copied().max().unwrap_or(0);
                 self.asr_ms.clear();
                 self.start_response(ctx, Cause::UserTurn { last_speech, asr_ms }, EngineInput::UserTurn { text }, now);
@@ -552,6 +598,25 @@ impl Agent {
         }
     }
 
+    async fn on_engine_event(&mut self, event: EngineEvent, ctx: &Context) {
+        match event {
+            EngineEvent::Interrupt => {
+                tracing::info!("agent.engine_interrupt");
+                if let Some(newest) = self.responses.iter().map(|r| r.generation).max() {
+                    ctx.mouth.cancel_through(newest);
+                }
+                for response in &self.responses {
+                    response.cancel.cancel();
+                }
+                self.responses.clear();
+                let now = self.audio.now();
+                self.start_response(ctx, Cause::Other, EngineInput::Interrupt, now);
+            }
+            EngineEvent::End(None) => self.end(ctx, AgentEnd::Hangup).await,
+            EngineEvent::End(Some(error)) => self.end(ctx, AgentEnd::Engine(error)).await,
+        }
+    }
+
     fn forget_interrupted(&mut self) {
         self.responses.retain(|r| !r.cancel.is_cancelled());
     }
@@ -568,6 +633,7 @@ impl Agent {
             sentences: Vec::new(),
             done: false,
             played_out: false,
+            started: false,
             tool_marks: Vec::new(),
         });
         self.turns.handle(Input::Responding { generation, at: now });

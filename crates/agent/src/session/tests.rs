@@ -25,7 +25,7 @@ impl ResponseEngine for EchoEngine {
             EngineInput::UserTurn { text } => format!("You said {text}."),
             EngineInput::Dtmf { digit } => format!("You pressed {digit}."),
             EngineInput::Reminder { .. } => "Are you there?".into(),
-            EngineInput::ActionFailed { .. } => String::new(),
+            EngineInput::ActionFailed { .. } | EngineInput::Interrupt => String::new(),
         };
         Box::pin(async move { Ok(Reply { text, ..Reply::default() }) })
     }

@@ -19,6 +19,7 @@ use super::settings::CallSettings;
 use super::voice::AgentSpeech;
 use crate::domain::{Direction, DisconnectionReason};
 use crate::egress::Egress;
+use crate::llm::custom_llm::{CustomLlmEngine, RttLog};
 use crate::llm::retell_llm::{LlmDefinition, RetellLlmEngine, UsageLog};
 use crate::llm::tools::ToolRunner;
 use crate::llm::{ChatTarget, Clients};
@@ -86,18 +87,20 @@ pub fn agent_settings(settings: &CallSettings) -> AgentSettings {
     }
 }
 
-/// What a call's `retell-llm` engine needs from the install.
-pub struct LlmAccess {
-    pub target: ChatTarget,
+/// What a call's network engines need from the install, and where they count.
+pub struct EngineAccess {
+    /// The model server of `retell-llm` agents, if one is configured.
+    pub target: Option<ChatTarget>,
     pub clients: Clients,
     pub egress: Egress,
     pub usage: UsageLog,
+    pub rtt: RttLog,
 }
 
 /// The agent settings and response engine of a call: its conversation flow, if the agent is on
 /// `conversation-flow` (whose `start_speaker` then decides who speaks first); its Retell LLM
 /// on the model server, if one is configured; else the begin message only.
-pub fn engine(call: &CallRow, settings: &CallSettings, llm: Option<LlmAccess>) -> (AgentSettings, Box<dyn ResponseEngine>) {
+pub fn engine(call: &CallRow, settings: &CallSettings, access: EngineAccess) -> (AgentSettings, Box<dyn ResponseEngine>) {
     let mut agent_settings = agent_settings(settings);
     if let Some(document) = &settings.flow {
         match Flow::parse(document) {
@@ -110,10 +113,14 @@ pub fn engine(call: &CallRow, settings: &CallSettings, llm: Option<LlmAccess>) -
             Err(error) => tracing::error!(call_id = %call.call_id, %error, "call.flow_unreadable"),
         }
     }
-    if let (Some(document), Some(access)) = (&settings.llm, llm) {
+    if let Some(url) = &settings.custom_llm_url {
+        let engine = CustomLlmEngine::start(url, &call.call_id.to_string(), tool_call_object(call), access.egress, access.rtt);
+        return (agent_settings, Box::new(engine));
+    }
+    if let (Some(document), Some(target)) = (&settings.llm, &access.target) {
         let definition = LlmDefinition::parse(document);
-        let endpoint = access.target.endpoint(definition.model.as_deref());
-        let http = if access.target.guarded { access.clients.tenant.clone() } else { access.clients.operator.clone() };
+        let endpoint = target.endpoint(definition.model.as_deref());
+        let http = if target.guarded { access.clients.tenant.clone() } else { access.clients.operator.clone() };
         let tools = ToolRunner { http: access.clients.tenant.clone(), egress: access.egress, call: tool_call_object(call) };
         tracing::info!(call_id = %call.call_id, model = %endpoint.model, server = %endpoint.base_url, "call.llm");
         let engine = RetellLlmEngine::new(definition, http, endpoint, tools, variables(call, settings), access.usage);
@@ -200,6 +207,9 @@ pub fn reason(end: &AgentEnd) -> DisconnectionReason {
         AgentEnd::Hangup => DisconnectionReason::AgentHangup,
         AgentEnd::Inactivity => DisconnectionReason::Inactivity,
         AgentEnd::SpeechToText(_) => DisconnectionReason::ErrorAsr,
+        AgentEnd::Engine(ProviderError::Ended { reason, .. }) => {
+            DisconnectionReason::parse(reason).unwrap_or(DisconnectionReason::ErrorRetell)
+        }
         AgentEnd::TextToSpeech(_) | AgentEnd::Engine(_) => DisconnectionReason::ErrorRetell,
     }
 }
@@ -286,6 +296,17 @@ pub fn token_usage(usage: &UsageLog) -> Option<Value> {
     let values: Vec<u64> = log.iter().map(|u| u.prompt_tokens + u.completion_tokens).collect();
     let average = values.iter().sum::<u64>() as f64 / values.len() as f64;
     Some(json!({"values": values, "average": average, "num_requests": values.len()}))
+}
+
+/// `latency.llm_websocket_network_rtt`, from a custom LLM's `ping_pong` round trips.
+pub fn add_network_rtt(patch: &mut Document, rtt: &RttLog) {
+    let Ok(values) = rtt.lock().map(|log| log.clone()) else { return };
+    if values.is_empty() {
+        return;
+    }
+    if let Some(Value::Object(latency)) = patch.get_mut("latency") {
+        latency.insert("llm_websocket_network_rtt".into(), percentiles(&values));
+    }
 }
 
 /// Retell's latency object: `{p50, p90, p95, p99, min, max, num, values}` in ms.

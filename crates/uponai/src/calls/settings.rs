@@ -27,6 +27,8 @@ pub struct CallSettings {
     pub flow: Option<Document>,
     /// The Retell LLM of an agent on `retell-llm` (`effective_llm`).
     pub llm: Option<Document>,
+    /// The `llm_websocket_url` of an agent on `custom-llm`.
+    pub custom_llm_url: Option<String>,
     /// `retell_llm_dynamic_variables` of the call.
     pub dynamic_variables: Vec<(String, String)>,
 }
@@ -89,6 +91,11 @@ impl CallSettings {
         Self {
             flow,
             llm: document.get("effective_llm").and_then(Value::as_object).cloned(),
+            custom_llm_url: agent("response_engine")
+                .filter(|engine| engine.get("type").and_then(Value::as_str) == Some("custom-llm"))
+                .and_then(|engine| engine.get("llm_websocket_url"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             dynamic_variables,
             agent: fields,
             begin_message,

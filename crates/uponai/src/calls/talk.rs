@@ -92,19 +92,22 @@ pub async fn talk(
 
     let mouth = Arc::new(MediaMouth { frames: from_agent_tx, gate, dtmf: dtmf_tx });
     let usage = crate::llm::retell_llm::UsageLog::default();
-    let llm = match &settings.llm {
+    let rtt = crate::llm::custom_llm::RttLog::default();
+    let target = match &settings.llm {
         Some(_) => {
             let workspace = rt.store.workspace_settings(workspace_id).await.unwrap_or_default();
-            crate::llm::chat_target(&rt.config.llm, &workspace).map(|target| conversation::LlmAccess {
-                target,
-                clients: rt.config.llm_clients.clone(),
-                egress: rt.config.egress,
-                usage: usage.clone(),
-            })
+            crate::llm::chat_target(&rt.config.llm, &workspace)
         }
         None => None,
     };
-    let (agent_settings, engine) = conversation::engine(call, settings, llm);
+    let access = conversation::EngineAccess {
+        target,
+        clients: rt.config.llm_clients.clone(),
+        egress: rt.config.egress,
+        usage: usage.clone(),
+        rtt: rtt.clone(),
+    };
+    let (agent_settings, engine) = conversation::engine(call, settings, access);
     let voice_id = settings.agent.voice_id.clone();
     let mut running = conversation::start(rt.config.agent_speech(), agent_settings, voice_id, engine, mouth);
     // Caller audio goes to the agent from a task of its own, so that the call loop is never
@@ -209,6 +212,7 @@ pub async fn talk(
     if let Some(usage) = conversation::token_usage(&usage) {
         patch.insert("llm_token_usage".into(), usage);
     }
+    conversation::add_network_rtt(&mut patch, &rtt);
     if conversation.n_stuck_turns > 0 {
         tracing::warn!(call_id = %call.call_id, n = conversation.n_stuck_turns, "call.stuck_turns");
     }

@@ -124,7 +124,14 @@ impl Termination {
     pub fn after_connect(reason: DisconnectionReason) -> Self {
         use DisconnectionReason as R;
         let status = match reason {
-            R::ErrorNoAudioReceived | R::ErrorUnknown | R::ErrorRetell | R::ErrorAsr => CallStatus::Error,
+            R::ErrorNoAudioReceived
+            | R::ErrorUnknown
+            | R::ErrorRetell
+            | R::ErrorAsr
+            | R::ErrorLlmWebsocketOpen
+            | R::ErrorLlmWebsocketLostConnection
+            | R::ErrorLlmWebsocketRuntime
+            | R::ErrorLlmWebsocketCorruptPayload => CallStatus::Error,
             _ => CallStatus::Ended,
         };
         Self { status, reason }

@@ -1,6 +1,6 @@
 //! Response engines over the network, behind `agent::provider::ResponseEngine`: the
-//! `retell-llm` engine on an OpenAI-compatible chat server (`openai`, `retell_llm`) and the
-//! tools it calls (`tools`). The `agent` crate knows none of this: it sees an engine that
+//! `retell-llm` engine on an OpenAI-compatible chat server (`openai`, `retell_llm`), the
+//! tools it calls (`tools`), and `custom-llm`, Retell's LLM websocket (`custom_llm`). The `agent` crate knows none of this: it sees an engine that
 //! streams text and tool events.
 //!
 //! Which model server a call uses: the workspace's `llm_base_url` (tenant input, through
@@ -8,6 +8,7 @@
 //! `--llm-base-url` (operator configuration, not guarded). The model name is the
 //! workspace's `llm_model`, else the install's, else the LLM's own `model`.
 
+pub mod custom_llm;
 pub mod openai;
 pub mod retell_llm;
 pub mod tools;

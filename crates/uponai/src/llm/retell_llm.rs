@@ -152,7 +152,7 @@ impl RetellLlmEngine {
         let mut messages = vec![json!({"role": "system", "content": self.system_prompt()})];
         messages.extend(chat_history(&history));
         match &input {
-            EngineInput::Begin | EngineInput::UserTurn { .. } => {}
+            EngineInput::Begin | EngineInput::UserTurn { .. } | EngineInput::Interrupt => {}
             EngineInput::Dtmf { digit } => messages.push(json!({"role": "user", "content": format!("(pressed {digit} on the keypad)")})),
             EngineInput::Reminder { .. } => messages.push(json!({"role": "system", "content": "The user has not said anything for a while. Briefly check that they are still there."})),
             EngineInput::ActionFailed { action, reason } => messages.push(

@@ -7,6 +7,7 @@
 //! are then theirs, as they would be a real call's, not shared with every other test's calls.
 
 mod calls;
+mod custom_llm;
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod llm;
