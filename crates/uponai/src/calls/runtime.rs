@@ -16,7 +16,10 @@ use tokio_util::task::TaskTracker;
 use super::simulation::SimulationRecord;
 use crate::domain::{CallId, CallStatus, DisconnectionReason, Termination, WorkspaceId, now_ms};
 use crate::store::{CallEnd, CallRow, Document, Store};
-use crate::webhooks::{Transition, Webhooks};
+use crate::webhooks::{ANALYSIS_PENDING, Transition, Webhooks};
+
+/// Why a call with a conversation has no summary.
+const NO_MODEL_SERVER: &str = "no model server is configured (uponai serve --llm-base-url, or the workspace's llm_base_url)";
 
 /// What call tasks need to know of the process's settings (a `Settings` subset, resolved).
 #[derive(Clone, Debug)]
@@ -202,10 +205,24 @@ impl CallRuntime {
     }
 
     /// Ends a call once, with its basic analysis and its events, logging the outcome with the
-    /// same words the API uses.
-    pub async fn end(&self, workspace_id: &WorkspaceId, call_id: &CallId, termination: Termination, mut patch: Document) {
+    /// same words the API uses. A call with a conversation is then analysed by the model
+    /// server, if one is configured (`call_analyzed` waits for it); without one, its
+    /// analysis says why it has no summary.
+    pub async fn end(self: &Arc<Self>, workspace_id: &WorkspaceId, call_id: &CallId, termination: Termination, mut patch: Document) {
         let Termination { status, reason } = termination;
-        patch.entry("call_analysis").or_insert_with(|| super::outcome::basic_analysis(status, reason));
+        let conversation = patch.get("transcript").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty());
+        let target = match conversation {
+            true => crate::llm::chat_target(&self.config.llm, &self.store.workspace_settings(workspace_id).await.unwrap_or_default()),
+            false => None,
+        };
+        let mut analysis = super::outcome::basic_analysis(status, reason);
+        if conversation && target.is_none() {
+            analysis["analysis_error"] = NO_MODEL_SERVER.into();
+        }
+        patch.entry("call_analysis").or_insert(analysis);
+        if target.is_some() {
+            patch.insert(ANALYSIS_PENDING.into(), Value::Bool(true));
+        }
         let end = CallEnd { status, reason, end_timestamp: now_ms(), document_patch: patch };
         let planner = self.webhooks.planner(workspace_id).await;
         let plan = move |call: &CallRow| planner.plan(Transition::Ended, call);
@@ -216,9 +233,63 @@ impl CallRuntime {
                     %workspace_id, %call_id, status = status.as_str(), reason = reason.as_str(),
                     result = termination.result().as_str(), "call.ended"
                 );
+                if let Some(target) = target {
+                    let (rt, workspace_id, call_id) = (self.clone(), workspace_id.clone(), call_id.clone());
+                    self.tracker.spawn(async move { rt.analyze(&workspace_id, &call_id, Some(target)).await });
+                }
             }
             Ok(false) => tracing::debug!(%call_id, "call had already ended"),
             Err(err) => tracing::error!(%call_id, error = %err, "could not record the end of a call"),
+        }
+    }
+
+    /// Runs an ended call's post-call analysis and records it with its `call_analyzed`. At
+    /// shutdown the analysis is left pending, and the next start runs it again.
+    async fn analyze(&self, workspace_id: &WorkspaceId, call_id: &CallId, target: Option<crate::llm::ChatTarget>) {
+        let work = async {
+            let target = target.ok_or_else(|| NO_MODEL_SERVER.to_owned())?;
+            let call = self.store.get_call(workspace_id, call_id).await.map_err(|err| err.to_string())?;
+            let transcript = call.document.get("transcript").and_then(Value::as_str).filter(|t| !t.trim().is_empty());
+            let transcript = transcript.ok_or("the call's transcript is not kept (its data_storage_setting)")?;
+            let agent = call.document.get("effective_agent").and_then(Value::as_object).cloned().unwrap_or_default();
+            let questions = crate::llm::analysis::Questions::of_agent(&agent);
+            let model = agent
+                .get("post_call_analysis_model")
+                .and_then(Value::as_str)
+                .or_else(|| call.document.get("effective_llm").and_then(|llm| llm.get("model")).and_then(Value::as_str));
+            let endpoint = target.endpoint(model);
+            let clients = &self.config.llm_clients;
+            let http = if target.guarded { &clients.tenant } else { &clients.operator };
+            let analysis = crate::llm::analysis::analyze(http, &endpoint, &questions, transcript);
+            match tokio::time::timeout(crate::llm::analysis::ANALYSIS_TIMEOUT, analysis).await {
+                Ok(result) => result.map(|(analysis, _usage)| analysis),
+                Err(_) => Err(format!("the model server did not answer within {:?}", crate::llm::analysis::ANALYSIS_TIMEOUT)),
+            }
+        };
+        let outcome = tokio::select! {
+            () = self.shutdown.cancelled() => return,
+            outcome = work => outcome,
+        };
+        let analysis = match outcome {
+            Ok(analysis) => analysis,
+            Err(why) => {
+                tracing::warn!(%call_id, %why, "call.analysis_failed");
+                let mut analysis = super::outcome::basic_analysis(CallStatus::Ended, DisconnectionReason::UserHangup);
+                analysis["analysis_error"] = why.into();
+                analysis
+            }
+        };
+        let mut patch = Document::new();
+        patch.insert("call_analysis".into(), analysis);
+        let planner = self.webhooks.planner(workspace_id).await;
+        let plan = move |call: &CallRow| planner.plan(Transition::Analyzed, call);
+        match self.store.record_analysis(workspace_id, call_id, ANALYSIS_PENDING, patch, &plan).await {
+            Ok(true) => {
+                self.webhooks.wake();
+                tracing::info!(%call_id, "call.analyzed");
+            }
+            Ok(false) => {}
+            Err(err) => tracing::error!(%call_id, error = %err, "could not record a call's analysis"),
         }
     }
 
@@ -251,6 +322,12 @@ impl CallRuntime {
     /// calls that were being dialed or talked are ended (their SIP state died with the run).
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<Vec<(WorkspaceId, CallRow)>> {
         let mut to_dial = Vec::new();
+        for (workspace_id, call_id) in self.store.calls_pending_analysis_any_workspace(ANALYSIS_PENDING).await? {
+            let settings = self.store.workspace_settings(&workspace_id).await.unwrap_or_default();
+            let target = crate::llm::chat_target(&self.config.llm, &settings);
+            let rt = self.clone();
+            self.tracker.spawn(async move { rt.analyze(&workspace_id, &call_id, target).await });
+        }
         for (workspace_id, call, dispatched) in self.store.unfinished_calls_any_workspace().await? {
             if SimulationRecord::is_simulation(&call.document) {
                 // The persona lived in the previous run's process: nobody is there to call.

@@ -8,6 +8,7 @@
 //! `--llm-base-url` (operator configuration, not guarded). The model name is the
 //! workspace's `llm_model`, else the install's, else the LLM's own `model`.
 
+pub mod analysis;
 pub mod custom_llm;
 pub mod openai;
 pub mod retell_llm;

@@ -179,6 +179,55 @@ impl Store {
         row.map(|row| Ok((super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?, call_from_row(&row)?))).transpose()
     }
 
+    /// Records the post-call analysis of an ended call whose document has `pending_key` set:
+    /// the key is removed, `patch` merged, and `plan`'s events queued, in one transaction;
+    /// `false` if there was no analysis pending (it was recorded already).
+    pub async fn record_analysis(
+        &self,
+        workspace_id: &WorkspaceId,
+        call_id: &CallId,
+        pending_key: &str,
+        patch: Document,
+        plan: EventPlan<'_>,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut call = call_in_workspace(&mut *tx, workspace_id, call_id).await?.ok_or(StoreError::NotFound)?;
+        if call.document.remove(pending_key).and_then(|v| v.as_bool()) != Some(true) {
+            return Ok(false);
+        }
+        call.document.extend(patch);
+        sqlx::query("UPDATE calls SET document = $3 WHERE workspace_id = $1 AND call_id = $2")
+            .bind(workspace_id.as_str())
+            .bind(call_id.as_str())
+            .bind(encode_document(&call.document))
+            .execute(&mut *tx)
+            .await?;
+        self.insert_webhooks(&mut tx, workspace_id, call_id, &plan(&call), crate::domain::now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ended calls of every workspace whose analysis was still running when a previous run
+    /// stopped (their document has `pending_key` true).
+    pub async fn calls_pending_analysis_any_workspace(&self, pending_key: &str) -> Result<Vec<(WorkspaceId, CallId)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT workspace_id, call_id FROM calls WHERE call_status NOT IN ('registered', 'ongoing')
+             AND json_extract(document, '$.' || $1) = 1",
+        )
+        .bind(pending_key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let workspace_id = super::workspaces::parse_workspace_id(row.try_get("workspace_id")?)?;
+                let raw: String = row.try_get("call_id")?;
+                let call_id = CallId::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("call id {raw:?}")))?;
+                Ok((workspace_id, call_id))
+            })
+            .collect()
+    }
+
     /// Cross-workspace sweep: calls left in flight by a previous run, and dial-in calls
     /// waiting too long. `(workspace, call, was_dispatched)` for every registered or ongoing
     /// call of every workspace; whatever is done to one then goes through its workspace.

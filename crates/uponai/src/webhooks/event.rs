@@ -43,6 +43,9 @@ impl EventName {
     }
 }
 
+/// The call-document key that marks an ended call whose analysis is still running.
+pub const ANALYSIS_PENDING: &str = "analysis_pending";
+
 /// The state changes that send events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
@@ -52,6 +55,8 @@ pub enum Transition {
     Ended,
     /// An utterance was added to an ongoing call's transcript.
     TranscriptUpdated,
+    /// The post-call analysis of an ended call is done.
+    Analyzed,
 }
 
 /// The events of a transition, in the order they are delivered.
@@ -60,6 +65,7 @@ pub(super) fn events_for(transition: Transition, connected: bool) -> &'static [E
     match (transition, connected) {
         (Transition::Started, _) => &[E::CallStarted],
         (Transition::TranscriptUpdated, _) => &[E::TranscriptUpdated],
+        (Transition::Analyzed, _) => &[E::CallAnalyzed],
         (Transition::Ended, true) => &[E::TranscriptUpdated, E::CallEnded, E::CallAnalyzed],
         (Transition::Ended, false) => &[E::CallFailed, E::CallEnded, E::CallAnalyzed],
     }
@@ -139,10 +145,13 @@ impl Planner {
             return Vec::new();
         };
         let connected = call.start_timestamp.is_some();
+        // An analysis still running sends `call_analyzed` when it is done.
+        let analysis_pending = doc.get(ANALYSIS_PENDING).and_then(serde_json::Value::as_bool) == Some(true);
         let view = CallResponse::from_row(call.clone(), &self.links);
         events_for(transition, connected)
             .iter()
             .filter(|name| target.events.contains(name))
+            .filter(|name| !(transition == Transition::Ended && analysis_pending && **name == EventName::CallAnalyzed))
             .map(|&name| {
                 let body = match name {
                     // Everything but the analysis, which `call_analyzed` brings.

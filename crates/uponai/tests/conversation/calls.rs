@@ -123,6 +123,10 @@ async fn the_agent_greets_hears_the_persona_and_get_call_holds_both_sides() {
     let call_id = reply.body["call_id"].as_str().unwrap().to_owned();
     let call = wait_for_end(&app, &call_id, Duration::from_secs(60)).await;
     assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
+    // No model server on this install: the analysis has no summary, and says why.
+    assert_eq!(call["call_analysis"]["call_summary"], serde_json::Value::Null);
+    let why = call["call_analysis"]["analysis_error"].as_str().unwrap_or_default();
+    assert!(why.contains("no model server is configured"), "{}", call["call_analysis"]);
     sipp.finish(Duration::from_secs(10)).await.unwrap();
 
     // Get Call: the agent's greeting, then what the persona said.

@@ -9,6 +9,7 @@ use uponai::sim::{Line, Persona, When};
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::model_server::{Chunk, ModelServer, Script, ToolServer};
 use crate::personas::agent_calls_persona;
+use crate::receiver::{Answer, Receiver};
 
 const GREETING: &str = "Hello, this is the weather line.";
 const QUESTION: &str = "What is the weather in Paris today?";
@@ -38,6 +39,13 @@ async fn a_tool_call_is_made_with_variables_filled_its_result_spoken_and_everyth
     // Turn 1: the model calls get_weather. Turn 2 (it has the result): it answers, then
     // calls end_call.
     let script: Script = Arc::new(|n, request| match n {
+        // The post-call analysis: loose types on purpose.
+        _ if request.get("response_format").is_some() => vec![Chunk::Text(
+            json!({"call_summary": "The caller asked about the weather in Paris.", "user_sentiment": "Positive",
+                "call_successful": true, "in_voicemail": false,
+                "custom_analysis_data": {"city": "Paris", "celsius": "21", "satisfied": "yes", "topic": "weather"}})
+            .to_string(),
+        )],
         0 => vec![
             Chunk::Text("Let me check.".into()),
             Chunk::ToolCall { id: "call_w1".into(), name: "get_weather".into(), arguments: r#"{"city": "Paris"}"#.into() },
@@ -65,7 +73,15 @@ async fn a_tool_call_is_made_with_variables_filled_its_result_spoken_and_everyth
             ]
         }))
         .await;
-    let agent = json!({"voice_id": agent::offline::PIPER_VOICE_ID, "response_engine": {"type": "retell-llm", "llm_id": llm}});
+    let hooks = Receiver::start(Answer::Ok).await;
+    let agent = json!({"voice_id": agent::offline::PIPER_VOICE_ID, "response_engine": {"type": "retell-llm", "llm_id": llm},
+    "webhook_url": hooks.url(),
+    "post_call_analysis_data": [
+        {"type": "string", "name": "city", "description": "The city asked about"},
+        {"type": "number", "name": "celsius", "description": "The temperature given"},
+        {"type": "boolean", "name": "satisfied", "description": "Whether the caller got an answer"},
+        {"type": "enum", "name": "topic", "description": "What the call was about", "choices": ["weather", "billing"]}
+    ]});
     let persona = Persona { name: "weather".into(), lines: vec![line(QUESTION)], hang_up_after_ms: Some(20_000) };
     let variables = json!({"customer_id": "c-42", "company": "Acme"});
     let (call, report) = agent_calls_persona(&app, agent, persona, variables).await;
@@ -83,7 +99,8 @@ async fn a_tool_call_is_made_with_variables_filled_its_result_spoken_and_everyth
     assert_eq!(received[0].body["call"]["call_id"], call["call_id"]);
     // The model server: the system prompt filled, the key sent, the caller's words, then the
     // tool result under its call id.
-    let requests = model.requests();
+    let all_requests = model.requests();
+    let requests: Vec<Value> = all_requests.into_iter().filter(|r| r.get("response_format").is_none()).collect();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(requests[0]["model"], "gpt-4.1-mini");
     assert_eq!(requests[0]["_authorization"], "Bearer sk-test");
@@ -124,6 +141,29 @@ async fn a_tool_call_is_made_with_variables_filled_its_result_spoken_and_everyth
     assert!(crate::calls::recall("It is sunny in Paris, twenty one degrees. Goodbye.", &all) >= 0.7, "the persona heard {heard:?}");
     assert_eq!(call["llm_token_usage"]["num_requests"], 2, "{}", call["llm_token_usage"]);
     assert!(call["latency"]["llm"]["num"].as_u64().unwrap_or(0) >= 1, "{}", call["latency"]);
+
+    // The analysis: asked once with the schema, typed per post_call_analysis_data, and
+    // delivered as call_analyzed after call_ended.
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    let received = hooks
+        .wait_for(std::time::Duration::from_secs(30), |r| crate::receiver::events_of(r, &call_id).contains(&"call_analyzed".to_owned()))
+        .await;
+    let events = crate::receiver::events_of(&received, &call_id);
+    let ended = events.iter().position(|e| e == "call_ended").unwrap();
+    assert!(events.iter().position(|e| e == "call_analyzed").unwrap() > ended, "{events:?}");
+    let analyzed = received.iter().find(|r| r.event() == "call_analyzed").unwrap();
+    let expected = json!({"call_summary": "The caller asked about the weather in Paris.", "user_sentiment": "Positive",
+        "call_successful": true, "in_voicemail": false,
+        "custom_analysis_data": {"city": "Paris", "celsius": 21, "satisfied": true, "topic": "weather"}});
+    assert_eq!(analyzed.json["call"]["call_analysis"], expected);
+    assert_eq!(app.get(&format!("/v2/get-call/{call_id}")).await.body["call_analysis"], expected);
+    let analysis_requests: Vec<Value> = model.requests().into_iter().filter(|r| r.get("response_format").is_some()).collect();
+    assert_eq!(analysis_requests.len(), 1, "{analysis_requests:?}");
+    let analysis_request = &analysis_requests[0];
+    let schema = &analysis_request["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["properties"]["custom_analysis_data"]["properties"]["celsius"]["type"], json!(["number", "null"]));
+    let asked = analysis_request["messages"][1]["content"].as_str().unwrap();
+    assert!(asked.contains("Agent: Hello, this is the weather line."), "{asked}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
