@@ -112,6 +112,16 @@ pub struct Conversation {
     pub latency: Latency,
     /// Caller turns that got no answer within the deadline (the goal is zero).
     pub n_stuck_turns: u32,
+    /// What answering-machine detection decided, if it ran and decided.
+    pub machine_detection: Option<MachineDetection>,
+}
+
+/// The answering-machine detector's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineDetection {
+    pub machine: bool,
+    /// Media-clock time of the decision (from the answer).
+    pub decided_at: Duration,
 }
 
 impl Conversation {

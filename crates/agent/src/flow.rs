@@ -351,7 +351,7 @@ impl FlowEngine {
                 }
             }
             // A transfer node's transfer failed: the flow stays where it is and says nothing.
-            EngineInput::ActionFailed { .. } | EngineInput::Interrupt => {}
+            EngineInput::ActionFailed { .. } | EngineInput::Interrupt | EngineInput::Voicemail { .. } => {}
             EngineInput::UserTurn { .. } | EngineInput::Dtmf { .. } => {
                 let node = self.flow.nodes[&self.current].clone();
                 if let EngineInput::UserTurn { text } = &input {

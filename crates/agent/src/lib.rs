@@ -12,6 +12,7 @@
 //! - [`text`]: sentence splitting.
 //! - [`session`]: the agent task of one call, the Tokio adapter around `turn`.
 //! - [`instant`]: stand-in providers that take no time, to measure the platform alone.
+//! - [`voicemail`]: answering-machine detection (sans-I/O), for outbound calls.
 //! - [`offline`]: the embedded engines, loaded from the assets directory: Silero VAD and the
 //!   Piper voice (ONNX Runtime, opened at run time), Whisper (a CTranslate2 worker process).
 
@@ -24,6 +25,7 @@ pub mod session;
 pub mod template;
 pub mod text;
 pub mod turn;
+pub mod voicemail;
 
 pub use conversation::{Conversation, Entry, ToolEvent};
 pub use session::{AgentEnd, AgentEvent, AgentSettings, Heard, Mouth, Providers};

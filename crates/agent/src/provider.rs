@@ -77,6 +77,8 @@ pub enum EngineInput {
     Reminder { count: u32 },
     /// The engine asked to speak now ([`EngineEvent::Interrupt`]).
     Interrupt,
+    /// A machine answered: the message to leave after its beep, following `instruction`.
+    Voicemail { instruction: String },
 }
 
 /// The engine's answer.

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::conversation::{Conversation, Role, ToolEvent, Utterance, millis};
+use crate::conversation::{Conversation, MachineDetection, Role, ToolEvent, Utterance, millis};
 use crate::provider::{
     BoxFuture, EngineEvent, EngineInput, ProviderError, Reply, Request, ResponseEngine, SpeechToText, TextToSpeech, Vad, with_deadline,
 };
 use crate::turn::{Decision, Generation, Input, Speaker, TurnConfig, Turns};
+use crate::voicemail::{MachineDetector, Verdict};
 use reply::{Voice, played_text, speak, speak_stream, unplayed_text};
 
 /// 8 kHz, 20 ms.
@@ -45,6 +46,36 @@ pub struct AgentSettings {
     /// Retell's `volume` (0–2, 1 unchanged).
     pub volume: f32,
     pub deadlines: Deadlines,
+    /// Answering-machine detection, if the agent asks for it (outbound calls).
+    pub voicemail: Option<VoicemailSettings>,
+}
+
+/// What to do on reaching a machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VoicemailSettings {
+    /// Undecided this long after the answer: a person.
+    pub timeout: Duration,
+    pub action: VoicemailAction,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum VoicemailAction {
+    /// Hang up at once.
+    Hangup,
+    /// Say this (variables filled) after the beep, then hang up.
+    Say(String),
+    /// Ask the engine for a message with this instruction, say it after the beep, hang up.
+    Prompt(String),
+}
+
+/// Where answering-machine detection stands.
+enum MachinePhase {
+    Off,
+    Detecting(MachineDetector),
+    /// A machine: waiting for its greeting to end.
+    Waiting(MachineDetector),
+    /// The message is being spoken; the call ends after it.
+    Leaving,
 }
 
 /// How long each provider may take for one piece of work.
@@ -121,6 +152,8 @@ pub enum AgentEnd {
     Hangup,
     /// Nobody spoke for `end_call_after_silence_ms`: `inactivity`.
     Inactivity,
+    /// A machine answered (and the message, if any, was left): `voicemail_reached`.
+    Voicemail,
     /// Speech-to-text failed or missed its deadline: `error_asr`.
     SpeechToText(ProviderError),
     /// Text-to-speech failed: `error_retell`.
@@ -232,7 +265,11 @@ pub async fn run(
         stuck_in_a_row: 0,
         asr_timeouts_in_a_row: 0,
         ended: false,
+        machine: MachinePhase::Off,
     };
+    if let Some(voicemail) = &agent.settings.voicemail {
+        agent.machine = MachinePhase::Detecting(MachineDetector::new(voicemail.timeout));
+    }
     let (speech_tx, mut speech) = mpsc::channel::<Speech>(64);
     let (transcripts_tx, mut transcripts) = mpsc::channel::<(u64, Result<String, ProviderError>, u32)>(16);
     let ctx = Context { stt, tts, engine, mouth, speech: speech_tx, transcripts: transcripts_tx, events: events.clone(), transcript_feed };
@@ -271,6 +308,10 @@ pub async fn run(
                 }
             },
         };
+        if !matches!(agent.machine, MachinePhase::Off | MachinePhase::Detecting(_)) {
+            // Talking to a machine: no turn-taking, only the message.
+            continue;
+        }
         for decision in decisions {
             agent.decide(decision, &ctx).await;
         }
@@ -331,6 +372,7 @@ struct Agent {
     /// Speech-to-text deadlines missed in a row.
     asr_timeouts_in_a_row: u32,
     ended: bool,
+    machine: MachinePhase,
 }
 
 impl Agent {
@@ -352,9 +394,16 @@ impl Agent {
                         tracing::warn!(%error, "agent.vad_failed");
                         0.0
                     });
+                    if let MachinePhase::Detecting(detector) | MachinePhase::Waiting(detector) = &mut self.machine {
+                        detector.vad(from, chunk_end, probability);
+                    }
                     out.extend(self.turns.handle(Input::Vad { from, at: chunk_end, probability }));
                 }
                 out.extend(self.turns.handle(Input::Tick { now: end }));
+                if let MachinePhase::Detecting(detector) | MachinePhase::Waiting(detector) = &mut self.machine {
+                    detector.frame(at, &samples);
+                }
+                self.on_machine_detection(ctx).await;
                 out
             }
             Heard::Dtmf { at, digit } => self.turns.handle(Input::Dtmf { at, digit }),
@@ -449,8 +498,54 @@ impl Agent {
         if let Some(to) = reply.transfer_to {
             let _ = ctx.events.send(AgentEvent::Transfer { to }).await;
         }
-        if reply.end_call {
+        if matches!(self.machine, MachinePhase::Leaving) {
+            self.end(ctx, AgentEnd::Voicemail).await;
+        } else if reply.end_call {
             self.end(ctx, AgentEnd::Hangup).await;
+        }
+    }
+
+    /// Acts on the machine detector: a person ends detection; a machine cuts the agent
+    /// short, then hangs up or leaves the message once its greeting is over.
+    async fn on_machine_detection(&mut self, ctx: &Context) {
+        let now = self.audio.now();
+        match std::mem::replace(&mut self.machine, MachinePhase::Off) {
+            MachinePhase::Detecting(detector) => match detector.verdict() {
+                None => self.machine = MachinePhase::Detecting(detector),
+                Some(verdict) => {
+                    let machine = matches!(verdict, Verdict::Machine { .. });
+                    let decided_at = detector.decided_at().unwrap_or(now);
+                    tracing::info!(machine, ?decided_at, "agent.machine_detection");
+                    self.conversation.machine_detection = Some(MachineDetection { machine, decided_at });
+                    if !machine {
+                        return;
+                    }
+                    for response in &self.responses {
+                        response.cancel.cancel();
+                    }
+                    if let Some(newest) = self.responses.iter().map(|r| r.generation).max() {
+                        ctx.mouth.cancel_through(newest);
+                    }
+                    self.responses.clear();
+                    match self.settings.voicemail.as_ref().map(|v| &v.action) {
+                        Some(VoicemailAction::Hangup) | None => self.end(ctx, AgentEnd::Voicemail).await,
+                        Some(_) => self.machine = MachinePhase::Waiting(detector),
+                    }
+                }
+            },
+            MachinePhase::Waiting(detector) if detector.ready_for_message() => {
+                self.machine = MachinePhase::Leaving;
+                match self.settings.voicemail.as_ref().map(|v| v.action.clone()) {
+                    Some(VoicemailAction::Say(text)) => {
+                        self.speak_text(ctx, Cause::Other, Reply { text, end_call: true, ..Reply::default() }, now);
+                    }
+                    Some(VoicemailAction::Prompt(instruction)) => {
+                        self.start_response(ctx, Cause::Other, EngineInput::Voicemail { instruction }, now);
+                    }
+                    _ => self.end(ctx, AgentEnd::Voicemail).await,
+                }
+            }
+            other => self.machine = other,
         }
     }
 

@@ -44,7 +44,7 @@ pub fn demo_flow() -> Value {
 pub fn demo_persona() -> Persona {
     Persona {
         name: "Ada".into(),
-        lines: vec![Line { say: Some("Yes, that works for me.".into()), press: None, when: When::AfterAgentStops }],
+        lines: vec![Line { say: Some("Yes, that works for me.".into()), press: None, beep_ms: None, when: When::AfterAgentStops }],
         hang_up_after_ms: Some(15_000),
     }
 }

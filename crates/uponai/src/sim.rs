@@ -47,6 +47,9 @@ pub struct Line {
     /// DTMF digits to press (RFC 4733).
     #[serde(default)]
     pub press: Option<String>,
+    /// A beep of this many ms (1 kHz) after the words, as answering machines play.
+    #[serde(default)]
+    pub beep_ms: Option<u64>,
     #[serde(default)]
     pub when: When,
 }
@@ -68,6 +71,7 @@ const MAX_LINES: usize = 50;
 const MAX_SAY_CHARS: usize = 500;
 const MAX_PRESS_DIGITS: usize = 20;
 const MAX_NAME_CHARS: usize = 100;
+const MAX_BEEP_MS: u64 = 5_000;
 /// The longest wait a persona may ask for (an hour).
 const MAX_WAIT_MS: u64 = 3_600_000;
 
@@ -88,8 +92,11 @@ impl Persona {
         for (i, line) in self.lines.iter().enumerate() {
             let say = line.say.as_deref().map(str::trim).filter(|s| !s.is_empty());
             let press = line.press.as_deref().filter(|s| !s.is_empty());
-            if say.is_none() && press.is_none() {
-                return fail(format!("lines[{i}]"), "must say words or press digits");
+            if say.is_none() && press.is_none() && line.beep_ms.is_none() {
+                return fail(format!("lines[{i}]"), "must say words, press digits or beep");
+            }
+            if line.beep_ms.is_some_and(|ms| !(1..=MAX_BEEP_MS).contains(&ms)) {
+                return fail(format!("lines[{i}].beep_ms"), "must be between 1 and 5000");
             }
             if say.is_some_and(|s| s.chars().count() > MAX_SAY_CHARS) {
                 return fail(format!("lines[{i}].say"), "must be at most 500 characters");
@@ -167,10 +174,18 @@ impl Callee {
         // The voice first, so that timing is the persona's, not the synthesiser's.
         let mut voices = Vec::new();
         for line in &persona.lines {
-            voices.push(match &line.say {
+            let mut voice = match &line.say {
                 Some(text) => speech.voice.synthesize(text.clone(), 1.0).await?,
                 None => Vec::new(),
-            });
+            };
+            if let Some(ms) = line.beep_ms {
+                let start = voice.len();
+                voice.extend((0..ms as usize * 8).map(|i| {
+                    let t = (start + i) as f64 / 8_000.0;
+                    (8_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin()) as i16
+                }));
+            }
+            voices.push(voice);
         }
         let invite = loop {
             let incoming = tokio::time::timeout(Duration::from_secs(60), self.incoming.recv())

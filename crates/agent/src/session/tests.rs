@@ -25,7 +25,7 @@ impl ResponseEngine for EchoEngine {
             EngineInput::UserTurn { text } => format!("You said {text}."),
             EngineInput::Dtmf { digit } => format!("You pressed {digit}."),
             EngineInput::Reminder { .. } => "Are you there?".into(),
-            EngineInput::ActionFailed { .. } | EngineInput::Interrupt => String::new(),
+            EngineInput::ActionFailed { .. } | EngineInput::Interrupt | EngineInput::Voicemail { .. } => String::new(),
         };
         Box::pin(async move { Ok(Reply { text, ..Reply::default() }) })
     }
@@ -114,6 +114,7 @@ fn settings(start_speaker: Speaker) -> AgentSettings {
         voice_speed: 1.0,
         volume: 1.0,
         deadlines: Deadlines::default(),
+        voicemail: None,
     }
 }
 

@@ -269,6 +269,7 @@ const STORED_AGENT_FIELDS: &[&str] = &[
     "user_dtmf_options",
     "vocab_specialization",
     "voice_emotion",
+    "voicemail_detection_timeout_ms",
 ];
 
 impl AgentFields {

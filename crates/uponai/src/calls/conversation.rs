@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent::flow::{Flow, FlowEngine};
 use agent::provider::{BoxFuture, EngineInput, ProviderError, Reply, Request, ResponseEngine};
-use agent::session::{AgentSettings, Deadlines, FRAME_SAMPLES};
+use agent::session::{AgentSettings, Deadlines, FRAME_SAMPLES, VoicemailAction, VoicemailSettings};
 use agent::turn::{Speaker, TurnConfig};
 use agent::{AgentEnd, Conversation, Entry, Heard, Mouth, ToolEvent};
 use media::{AgentFrame, CallerFrame, Generation, PlayoutEvent, PlayoutGate};
@@ -84,6 +84,7 @@ pub fn agent_settings(settings: &CallSettings) -> AgentSettings {
         voice_speed: agent.voice_speed,
         volume: agent.volume,
         deadlines: Deadlines::default(),
+        voicemail: None,
     }
 }
 
@@ -102,6 +103,18 @@ pub struct EngineAccess {
 /// on the model server, if one is configured; else the begin message only.
 pub fn engine(call: &CallRow, settings: &CallSettings, access: EngineAccess) -> (AgentSettings, Box<dyn ResponseEngine>) {
     let mut agent_settings = agent_settings(settings);
+    // Machines answer outbound calls; inbound callers are people (or their own machines).
+    if call.direction == Direction::Outbound
+        && let Some(voicemail) = &settings.agent.voicemail
+    {
+        let vars = variables(call, settings);
+        let action = match &voicemail.action {
+            VoicemailAction::Say(text) => VoicemailAction::Say(agent::template::fill(text, &vars)),
+            VoicemailAction::Prompt(text) => VoicemailAction::Prompt(agent::template::fill(text, &vars)),
+            VoicemailAction::Hangup => VoicemailAction::Hangup,
+        };
+        agent_settings.voicemail = Some(VoicemailSettings { timeout: voicemail.timeout, action });
+    }
     if let Some(document) = &settings.flow {
         match Flow::parse(document) {
             Ok(flow) => {
@@ -206,6 +219,7 @@ pub fn reason(end: &AgentEnd) -> DisconnectionReason {
     match end {
         AgentEnd::Hangup => DisconnectionReason::AgentHangup,
         AgentEnd::Inactivity => DisconnectionReason::Inactivity,
+        AgentEnd::Voicemail => DisconnectionReason::VoicemailReached,
         AgentEnd::SpeechToText(_) => DisconnectionReason::ErrorAsr,
         AgentEnd::Engine(ProviderError::Ended { reason, .. }) => {
             DisconnectionReason::parse(reason).unwrap_or(DisconnectionReason::ErrorRetell)
@@ -252,6 +266,12 @@ pub fn document_fields(conversation: &Conversation) -> Document {
     patch.insert("transcript".into(), json!(conversation.transcript()));
     patch.insert("transcript_with_tool_calls".into(), Value::Array(with_tool_calls(conversation, &seconds)));
     patch.insert("stuck_turns".into(), json!(conversation.n_stuck_turns));
+    if let Some(detection) = conversation.machine_detection {
+        patch.insert(
+            "machine_detection".into(),
+            json!({"result": if detection.machine { "machine" } else { "human" }, "decided_after_ms": millis_u64(detection.decided_at)}),
+        );
+    }
     patch.insert("transcript_object".into(), Value::Array(utterances));
     let latency = &conversation.latency;
     let mut table = serde_json::Map::new();
@@ -285,6 +305,10 @@ fn with_tool_calls(conversation: &Conversation, seconds: &dyn Fn(Duration) -> f6
             }
         })
         .collect()
+}
+
+fn millis_u64(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Retell's `llm_token_usage`: total tokens per model request, their average and count.

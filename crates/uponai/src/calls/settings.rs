@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use agent::session::{VoicemailAction, VoicemailSettings};
 use serde_json::Value;
 
 use crate::store::{CallRow, Document};
@@ -47,6 +48,32 @@ pub struct AgentFields {
     pub user_speaks_first: bool,
     /// The agent's `voice_id` (the API checked it names a voice of this install).
     pub voice_id: Option<String>,
+    /// Answering-machine detection: `voicemail_option` (with `voicemail_detection_timeout_ms`).
+    /// Texts are as written (variables are filled when the call starts).
+    pub voicemail: Option<VoicemailSettings>,
+}
+
+/// Retell's default `voicemail_detection_timeout_ms`, and its bounds.
+const DEFAULT_VOICEMAIL_TIMEOUT_MS: u64 = 30_000;
+
+fn voicemail(agent: &dyn Fn(&str) -> Option<Value>) -> Option<VoicemailSettings> {
+    let timeout =
+        agent("voicemail_detection_timeout_ms").and_then(|v| v.as_u64()).unwrap_or(DEFAULT_VOICEMAIL_TIMEOUT_MS).clamp(5_000, 180_000);
+    let text = |value: &Value| value.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let action = match agent("voicemail_option").filter(|v| !v.is_null()) {
+        Some(option) => {
+            let action = option.get("action")?;
+            match action.get("type").and_then(Value::as_str)? {
+                "hangup" => VoicemailAction::Hangup,
+                "static_text" => VoicemailAction::Say(text(action)),
+                "prompt" => VoicemailAction::Prompt(text(action)),
+                // bridge_transfer and other actions are not carried out: detection stays off.
+                _ => return None,
+            }
+        }
+        None => return None,
+    };
+    Some(VoicemailSettings { timeout: Duration::from_millis(timeout), action })
 }
 
 impl CallSettings {
@@ -78,6 +105,7 @@ impl CallSettings {
             volume: number(agent("volume"), 1.0) as f32,
             user_speaks_first: llm("start_speaker").and_then(Value::as_str) == Some("user"),
             voice_id: agent("voice_id").and_then(Value::as_str).map(str::to_owned),
+            voicemail: voicemail(&|name| agent(name).cloned()),
         };
         let flow = document.get("effective_flow").and_then(Value::as_object).cloned();
         let dynamic_variables = document

@@ -126,6 +126,8 @@ impl CustomLlmEngine {
                 }
             }
             EngineInput::Interrupt => self.read_response(0, true, &parts).await,
+            // Retell's protocol has no voicemail request: the message is the agent's own.
+            EngineInput::Voicemail { .. } => Ok(Reply::default()),
             other => {
                 let kind = if matches!(other, EngineInput::Reminder { .. }) { "reminder_required" } else { "response_required" };
                 let note = match &other {

@@ -155,6 +155,9 @@ impl RetellLlmEngine {
             EngineInput::Begin | EngineInput::UserTurn { .. } | EngineInput::Interrupt => {}
             EngineInput::Dtmf { digit } => messages.push(json!({"role": "user", "content": format!("(pressed {digit} on the keypad)")})),
             EngineInput::Reminder { .. } => messages.push(json!({"role": "system", "content": "The user has not said anything for a while. Briefly check that they are still there."})),
+            EngineInput::Voicemail { instruction } => messages.push(json!({"role": "system", "content": format!(
+                "The call reached a voicemail. Say only the message to leave, in one or two sentences: {instruction}"
+            )})),
             EngineInput::ActionFailed { action, reason } => messages.push(
                 json!({"role": "system", "content": format!("The {action} failed: {reason}. Tell the user, and carry on.")}),
             ),

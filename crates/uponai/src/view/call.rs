@@ -84,6 +84,11 @@ pub struct CallResponse {
     /// or ended the call); the goal is 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stuck_turns: Option<u64>,
+    /// uponai: what answering-machine detection decided, and when (`{result: "machine" |
+    /// "human", decided_after_ms}`), on calls whose agent asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub machine_detection: Option<Value>,
 }
 
 impl CallResponse {
@@ -133,6 +138,7 @@ impl CallResponse {
             public_log_url: None,
             media_stats: doc.get("media_stats").cloned(),
             stuck_turns: doc.get("stuck_turns").and_then(Value::as_u64),
+            machine_detection: doc.get("machine_detection").cloned(),
         }
     }
 }

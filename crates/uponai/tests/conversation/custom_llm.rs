@@ -77,7 +77,7 @@ impl CustomLlmServer {
 }
 
 fn at(ms: u64, say: &str) -> Line {
-    Line { say: Some(say.to_owned()), press: None, when: When::At { ms } }
+    Line { say: Some(say.to_owned()), press: None, beep_ms: None, when: When::At { ms } }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

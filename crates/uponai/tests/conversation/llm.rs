@@ -15,7 +15,7 @@ const GREETING: &str = "Hello, this is the weather line.";
 const QUESTION: &str = "What is the weather in Paris today?";
 
 fn line(say: &str) -> Line {
-    Line { say: Some(say.to_owned()), press: None, when: When::AfterAgentStops }
+    Line { say: Some(say.to_owned()), press: None, beep_ms: None, when: When::AfterAgentStops }
 }
 
 async fn app_on(model: &ModelServer) -> TestApp {

@@ -19,6 +19,7 @@ mod personas;
 mod receiver;
 #[path = "../sip/sipp.rs"]
 mod sipp;
+mod voicemail;
 
 /// Held for the whole of each test, so conversations never overlap.
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {

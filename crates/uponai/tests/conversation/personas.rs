@@ -108,7 +108,7 @@ async fn a_flow_branches_on_an_equation_over_a_dynamic_variable_then_on_the_pers
     });
     let persona = Persona {
         name: "presser".into(),
-        lines: vec![Line { say: None, press: Some("2".into()), when: When::AfterAgentStops }],
+        lines: vec![Line { say: None, press: Some("2".into()), beep_ms: None, when: When::AfterAgentStops }],
         hang_up_after_ms: Some(20_000),
     };
     let fields = json!({"webhook_url": hooks.url(), "webhook_events": ["transcript_updated"]});
@@ -182,7 +182,7 @@ async fn a_barge_in_cuts_the_agent_short_and_the_transcript_stops_at_what_was_pl
     });
     let persona = Persona {
         name: "interrupter".into(),
-        lines: vec![Line { say: Some("Wait, please stop.".into()), press: None, when: When::OverAgent { after_ms: 2500 } }],
+        lines: vec![Line { say: Some("Wait, please stop.".into()), press: None, beep_ms: None, when: When::OverAgent { after_ms: 2500 } }],
         hang_up_after_ms: Some(20_000),
     };
     let (call, report) = call_persona(&app, Some(flow), json!({}), persona, json!({})).await;
@@ -212,7 +212,7 @@ async fn a_persona_s_long_line_reaches_the_agent_whole() {
     const LINE: &str = "I would like to move my appointment to Thursday morning, because my daughter has a cleaning on Wednesday.";
     let persona = Persona {
         name: "talker".into(),
-        lines: vec![Line { say: Some(LINE.into()), press: None, when: When::AfterAgentStops }],
+        lines: vec![Line { say: Some(LINE.into()), press: None, beep_ms: None, when: When::AfterAgentStops }],
         hang_up_after_ms: Some(3_000),
     };
     let (call, report) = call_persona(&app, None, json!({}), persona, json!({})).await;
