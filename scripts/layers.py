@@ -28,6 +28,7 @@ LAYERS = [
     ["dispatch"],
     ["calls"],
     ["llm"],
+    ["hosted"],
     ["admission"],
     ["webhooks"],
     ["view"],

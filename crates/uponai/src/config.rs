@@ -61,6 +61,12 @@ pub struct Settings {
     pub llm_api_key: Option<String>,
     /// The model name sent; `None`: the LLM's own `model`.
     pub llm_model: Option<String>,
+    /// Hosted speech: Deepgram (agents with `custom_stt_config.provider: "deepgram"`) and
+    /// ElevenLabs (`11labs-<voice id>` voices), by key; the URLs default to the vendors'.
+    pub deepgram_api_key: Option<String>,
+    pub deepgram_url: Option<url::Url>,
+    pub elevenlabs_api_key: Option<String>,
+    pub elevenlabs_url: Option<url::Url>,
 }
 
 /// One layer of optional settings: the config file's shape (the same names as the flags),
@@ -86,6 +92,10 @@ pub struct FileSettings {
     pub llm_base_url: Option<String>,
     pub llm_api_key: Option<String>,
     pub llm_model: Option<String>,
+    pub deepgram_api_key: Option<String>,
+    pub deepgram_url: Option<String>,
+    pub elevenlabs_api_key: Option<String>,
+    pub elevenlabs_url: Option<String>,
 }
 
 impl FileSettings {
@@ -149,7 +159,32 @@ impl Settings {
             },
             llm_api_key: overrides.llm_api_key.or(file.llm_api_key).filter(|key| !key.is_empty()),
             llm_model: overrides.llm_model.or(file.llm_model).filter(|model| !model.is_empty()),
+            deepgram_api_key: overrides.deepgram_api_key.or(file.deepgram_api_key).filter(|key| !key.is_empty()),
+            deepgram_url: match overrides.deepgram_url.or(file.deepgram_url).filter(|raw| !raw.is_empty()) {
+                Some(raw) => Some(url::Url::parse(&raw).context("deepgram_url")?),
+                None => None,
+            },
+            elevenlabs_api_key: overrides.elevenlabs_api_key.or(file.elevenlabs_api_key).filter(|key| !key.is_empty()),
+            elevenlabs_url: match overrides.elevenlabs_url.or(file.elevenlabs_url).filter(|raw| !raw.is_empty()) {
+                Some(raw) => Some(url::Url::parse(&raw).context("elevenlabs_url")?),
+                None => None,
+            },
         })
+    }
+
+    /// The hosted speech providers these settings have keys for.
+    pub fn hosted_speech(&self) -> crate::hosted::HostedSpeech {
+        let provider = |key: &Option<String>, url: &Option<url::Url>, default: &str| {
+            key.clone().map(|api_key| crate::hosted::Provider {
+                // The defaults are valid literals.
+                base_url: url.clone().unwrap_or_else(|| url::Url::parse(default).expect("a valid default URL")),
+                api_key,
+            })
+        };
+        crate::hosted::HostedSpeech {
+            deepgram: provider(&self.deepgram_api_key, &self.deepgram_url, "wss://api.deepgram.com"),
+            elevenlabs: provider(&self.elevenlabs_api_key, &self.elevenlabs_url, "https://api.elevenlabs.io"),
+        }
     }
 
     /// The egress guard these settings ask for.

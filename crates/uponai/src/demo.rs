@@ -71,6 +71,10 @@ pub async fn run(assets_dir: Option<PathBuf>) -> anyhow::Result<()> {
         llm_base_url: None,
         llm_api_key: None,
         llm_model: None,
+        deepgram_api_key: None,
+        deepgram_url: None,
+        elevenlabs_api_key: None,
+        elevenlabs_url: None,
     };
     println!("Loading the offline speech engines…");
     let speech = Speech::check(assets_dir.as_deref())?;

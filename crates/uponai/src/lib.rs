@@ -13,6 +13,8 @@
 //! - `dispatch`: decides when a registered outbound call is dialed.
 //! - `admission`: concurrency slots and the CPS pacer (tickets held by call tasks).
 //! - `calls`: how a call comes to exist, and the one task that owns it (SIP, media).
+//! - `hosted`: hosted speech providers (Deepgram speech to text, ElevenLabs voices) behind
+//!   the `agent` crate's speech traits.
 //! - `llm`: response engines over the network (`retell-llm` on an OpenAI-compatible
 //!   server) and the tools they call, behind the `agent` crate's engine trait.
 //! - `egress`: the guard on every address we connect to for a tenant (URLs, trunks).
@@ -35,6 +37,7 @@ pub mod calls;
 pub mod dispatch;
 pub mod domain;
 pub mod egress;
+pub mod hosted;
 pub mod llm;
 pub mod store;
 pub mod view;

@@ -32,7 +32,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: HTTP API (and, from M2, SIP).
-    Serve(ServeArgs),
+    // Boxed: the server's options are many, the other commands' few.
+    Serve(Box<ServeArgs>),
     /// Manage API keys in the data directory (works while the server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -151,6 +152,19 @@ struct ServeArgs {
     /// The model name sent [default: each LLM's own `model`].
     #[arg(long, env = "UPONAI_LLM_MODEL")]
     llm_model: Option<String>,
+    /// Deepgram's API key: agents with `custom_stt_config.provider: "deepgram"` transcribe
+    /// through its live websocket.
+    #[arg(long, env = "UPONAI_DEEPGRAM_API_KEY", hide_env_values = true)]
+    deepgram_api_key: Option<String>,
+    /// Deepgram's websocket base [default: wss://api.deepgram.com].
+    #[arg(long, env = "UPONAI_DEEPGRAM_URL")]
+    deepgram_url: Option<String>,
+    /// ElevenLabs' API key: `11labs-<voice id>` voices speak through it.
+    #[arg(long, env = "UPONAI_ELEVENLABS_API_KEY", hide_env_values = true)]
+    elevenlabs_api_key: Option<String>,
+    /// ElevenLabs' API base [default: https://api.elevenlabs.io].
+    #[arg(long, env = "UPONAI_ELEVENLABS_URL")]
+    elevenlabs_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +223,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 llm_base_url: args.llm_base_url,
                 llm_api_key: args.llm_api_key,
                 llm_model: args.llm_model,
+                deepgram_api_key: args.deepgram_api_key,
+                deepgram_url: args.deepgram_url,
+                elevenlabs_api_key: args.elevenlabs_api_key,
+                elevenlabs_url: args.elevenlabs_url,
             };
             serve(Settings::resolve(overrides, file)?).await
         }

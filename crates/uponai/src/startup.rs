@@ -86,6 +86,7 @@ impl App {
                     model: settings.llm_model.clone(),
                 },
                 llm_clients: crate::llm::Clients::new(settings.egress()).context("build the model servers' HTTP clients")?,
+                hosted: settings.hosted_speech(),
             },
         );
         Ok(Self { http_listener, store, runtime, sip_incoming, recording_links, bootstrap })

@@ -19,6 +19,9 @@ use super::settings::CallSettings;
 use super::voice::AgentSpeech;
 use crate::domain::{Direction, DisconnectionReason};
 use crate::egress::Egress;
+use crate::hosted::HostedSpeech;
+use crate::hosted::deepgram::DeepgramStt;
+use crate::hosted::elevenlabs::ElevenLabsVoice;
 use crate::llm::custom_llm::{CustomLlmEngine, RttLog};
 use crate::llm::retell_llm::{LlmDefinition, RetellLlmEngine, UsageLog};
 use crate::llm::tools::ToolRunner;
@@ -348,6 +351,36 @@ fn percentiles(values: &[u32]) -> Value {
     })
 }
 
+/// The voice and ears of a call's agent: hosted providers where the agent and the install
+/// have them, else the offline engines (an espeak voice if `voice_id` names one, else Piper).
+pub struct CallVoices {
+    pub voice_id: Option<String>,
+    pub hosted_tts: Option<Arc<dyn agent::provider::TextToSpeech>>,
+    pub hosted_stt: Option<Arc<dyn agent::provider::SpeechToText>>,
+}
+
+impl CallVoices {
+    /// ElevenLabs for `11labs-<voice id>` voices and Deepgram for
+    /// `custom_stt_config.provider: "deepgram"`, when the install has their keys.
+    pub fn choose(settings: &CallSettings, hosted: &HostedSpeech, http: &reqwest::Client) -> Self {
+        let voice_id = settings.agent.voice_id.clone();
+        let hosted_tts = match (voice_id.as_deref().and_then(|id| id.strip_prefix("11labs-")), &hosted.elevenlabs) {
+            (Some(eleven), Some(provider)) if !eleven.is_empty() => {
+                Some(Arc::new(ElevenLabsVoice { http: http.clone(), provider: provider.clone(), voice_id: eleven.to_owned() })
+                    as Arc<dyn agent::provider::TextToSpeech>)
+            }
+            _ => None,
+        };
+        let hosted_stt = match (settings.agent.stt_provider.as_deref(), &hosted.deepgram) {
+            (Some("deepgram"), Some(provider)) => {
+                Some(Arc::new(DeepgramStt { provider: provider.clone() }) as Arc<dyn agent::provider::SpeechToText>)
+            }
+            _ => None,
+        };
+        Self { voice_id, hosted_tts, hosted_stt }
+    }
+}
+
 /// The agent's task, spawned: its channels and the join handle.
 pub struct RunningAgent {
     pub heard: mpsc::Sender<Heard>,
@@ -363,10 +396,11 @@ pub struct RunningAgent {
 pub fn start(
     speech: AgentSpeech,
     settings: AgentSettings,
-    voice_id: Option<String>,
+    voices: CallVoices,
     engine: Box<dyn ResponseEngine>,
     mouth: Arc<dyn Mouth>,
 ) -> RunningAgent {
+    let CallVoices { voice_id, hosted_tts, hosted_stt } = voices;
     let (heard_tx, heard_rx) = mpsc::channel(64);
     let (events_tx, events_rx) = mpsc::channel(16);
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -394,11 +428,17 @@ pub fn start(
         };
         // An espeak voice if the agent asked for one, else the Piper voice (which also speaks
         // hosted providers' voices until they exist).
-        let tts: Arc<dyn agent::provider::TextToSpeech> = match voice_id.as_deref().and_then(agent::offline::espeak::EspeakVoice::for_id) {
-            Some(espeak) => Arc::new(espeak),
-            None => Arc::new(engines.offline.voice.clone()),
+        let tts: Arc<dyn agent::provider::TextToSpeech> =
+            match (hosted_tts, voice_id.as_deref().and_then(agent::offline::espeak::EspeakVoice::for_id)) {
+                (Some(hosted), _) => hosted,
+                (None, Some(espeak)) => Arc::new(espeak),
+                (None, None) => Arc::new(engines.offline.voice.clone()),
+            };
+        let stt: Arc<dyn agent::provider::SpeechToText> = match hosted_stt {
+            Some(hosted) => hosted,
+            None => engines.stt.clone(),
         };
-        let providers = agent::Providers { vad: Box::new(engines.offline.vad.detector()), stt: engines.stt.clone(), tts, engine };
+        let providers = agent::Providers { vad: Box::new(engines.offline.vad.detector()), stt, tts, engine };
         agent::session::run(settings, providers, heard_rx, mouth, events_tx, stop).await
     });
     RunningAgent { heard: heard_tx, events: events_rx, cancel, task }

@@ -41,6 +41,8 @@ pub struct CallRuntimeConfig {
     /// The install's default model server for `retell-llm` agents.
     pub llm: crate::llm::LlmServer,
     pub llm_clients: crate::llm::Clients,
+    /// The hosted speech providers the install has keys for.
+    pub hosted: crate::hosted::HostedSpeech,
 }
 
 impl CallRuntimeConfig {

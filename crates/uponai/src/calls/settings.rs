@@ -51,6 +51,8 @@ pub struct AgentFields {
     /// Answering-machine detection: `voicemail_option` (with `voicemail_detection_timeout_ms`).
     /// Texts are as written (variables are filled when the call starts).
     pub voicemail: Option<VoicemailSettings>,
+    /// `custom_stt_config.provider` (`deepgram` is served by a hosted adapter).
+    pub stt_provider: Option<String>,
 }
 
 /// Retell's default `voicemail_detection_timeout_ms`, and its bounds.
@@ -106,6 +108,7 @@ impl CallSettings {
             user_speaks_first: llm("start_speaker").and_then(Value::as_str) == Some("user"),
             voice_id: agent("voice_id").and_then(Value::as_str).map(str::to_owned),
             voicemail: voicemail(&|name| agent(name).cloned()),
+            stt_provider: agent("custom_stt_config").and_then(|c| c.get("provider")).and_then(Value::as_str).map(str::to_owned),
         };
         let flow = document.get("effective_flow").and_then(Value::as_object).cloned();
         let dynamic_variables = document

@@ -108,8 +108,8 @@ pub async fn talk(
         rtt: rtt.clone(),
     };
     let (agent_settings, engine) = conversation::engine(call, settings, access);
-    let voice_id = settings.agent.voice_id.clone();
-    let mut running = conversation::start(rt.config.agent_speech(), agent_settings, voice_id, engine, mouth);
+    let voices = conversation::CallVoices::choose(settings, &rt.config.hosted, &rt.config.llm_clients.operator);
+    let mut running = conversation::start(rt.config.agent_speech(), agent_settings, voices, engine, mouth);
     // Caller audio goes to the agent from a task of its own, so that the call loop is never
     // paced by the agent; the media task drops (and counts) frames the agent has no room for.
     let heard = running.heard.clone();

@@ -62,6 +62,10 @@ pub async fn spawn_app_with(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mu
         llm_base_url: None,
         llm_api_key: None,
         llm_model: None,
+        deepgram_api_key: None,
+        deepgram_url: None,
+        elevenlabs_api_key: None,
+        elevenlabs_url: None,
         // Tests place many calls at once; the default CPS of 1 is raised per test where
         // pacing is what is being tested.
     };

@@ -10,6 +10,7 @@ mod calls;
 mod custom_llm;
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod hosted;
 mod llm;
 #[allow(dead_code)] // Shared by the sip and conversation binaries; each uses part of it.
 mod model_server;
