@@ -2,17 +2,23 @@
 //! call, transfer, press digits, branch) joined by edges whose conditions are equations over
 //! dynamic variables or prompts.
 //!
-//! Until an LLM exists (M7), `prompt` instructions are spoken as written (variables filled)
-//! and `prompt` conditions are judged by a built-in matcher, documented on [`matches_prompt`]:
-//! affirmative and negative answers, DTMF digits, and quoted phrases as keywords. Anything
-//! else does not match offline. No match: the node's `Else` edge if it has one, else the
-//! node asks again.
+//! With a [`FlowModel`] (the service's chat model), a node's `prompt` conditions are judged
+//! by the model (one question per caller turn: which condition holds) and `prompt`
+//! instructions are spoken as the model words them. Without one, `prompt` instructions are
+//! spoken as written (variables filled) and `prompt` conditions are judged by a built-in
+//! matcher, documented on [`matches_prompt`]: affirmative and negative answers, DTMF digits,
+//! and quoted phrases as keywords; the matcher also stands in for a model that fails. Anything
+//! else does not match offline. No match: the node's `Else` edge if it has one, else the node
+//! asks again. (Branch nodes judge their `prompt` conditions offline.)
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use crate::conversation::Conversation;
 use crate::provider::{BoxFuture, EngineInput, ProviderError, Reply, Request, ResponseEngine};
 use crate::template::fill;
 use crate::turn::Speaker;
@@ -35,6 +41,8 @@ struct Node {
     kind: Kind,
     /// What the node says (templated), if anything.
     text: Option<String>,
+    /// `text` is an instruction for a model (`instruction.type: "prompt"`).
+    prompt: bool,
     edges: Vec<Edge>,
     else_to: Option<String>,
     /// Leave for this node right after speaking, without waiting for the caller.
@@ -201,9 +209,11 @@ fn parse_node(raw: &Value, at: &str) -> Result<Node, FlowError> {
         let condition = parse_condition(edge.get("transition_condition"), &format!("{field}.transition_condition"))?;
         edges.push(Edge { condition, to: to.to_owned() });
     }
+    let prompt = raw.get("instruction").and_then(|i| i.get("type")).and_then(Value::as_str) == Some("prompt");
     Ok(Node {
         kind,
         text,
+        prompt,
         edges,
         else_to: edge_to(raw.get("else_edge"), "else_edge")?,
         skip_to: edge_to(raw.get("skip_response_edge"), "skip_response_edge")?,
@@ -260,6 +270,39 @@ pub struct FlowEngine {
     current: String,
     variables: HashMap<String, String>,
     started: Instant,
+    model: Option<Arc<dyn FlowModel>>,
+    /// This turn's judgement of the current node's `prompt` conditions.
+    judged: Judged,
+    /// `prompt` instructions met in this reply, for the model to word (their places in the
+    /// reply's text are marked).
+    to_word: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Judged {
+    /// The offline matcher decides.
+    Offline,
+    /// The model chose this condition (or none).
+    Model(Option<String>),
+}
+
+/// A chat model for a flow: judges `prompt` conditions and words `prompt` instructions.
+pub trait FlowModel: Send + Sync {
+    /// Which of `conditions` (by index) the conversation's last caller turn meets, if any;
+    /// `note` adds what the transcript does not hold (a key pressed).
+    fn choose<'a>(
+        &'a self,
+        history: &'a Conversation,
+        note: Option<&'a str>,
+        conditions: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<usize>, ProviderError>>;
+    /// What the agent says next, following `instruction`.
+    fn word<'a>(&'a self, history: &'a Conversation, instruction: &'a str) -> BoxFuture<'a, Result<String, ProviderError>>;
+}
+
+/// Marks the place of the `n`th worded instruction in a reply's text.
+fn marker(n: usize) -> String {
+    format!("\u{1}{n}\u{1}")
 }
 
 impl FlowEngine {
@@ -269,7 +312,55 @@ impl FlowEngine {
         let mut all = flow.defaults.clone();
         all.extend(variables);
         let current = start_node.filter(|id| flow.nodes.contains_key(*id)).unwrap_or(&flow.start).to_owned();
-        Self { flow, current, variables: all, started: Instant::now() }
+        Self { flow, current, variables: all, started: Instant::now(), model: None, judged: Judged::Offline, to_word: Vec::new() }
+    }
+
+    /// The flow judged and worded by `model`.
+    pub fn with_model(mut self, model: Arc<dyn FlowModel>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// Answers with the model: first its judgement of the current node's conditions, then the
+    /// flow's moves, then its wording of the `prompt` instructions met.
+    async fn answer_with_model(&mut self, model: Arc<dyn FlowModel>, input: EngineInput, history: Conversation) -> Reply {
+        self.judged = Judged::Offline;
+        if matches!(input, EngineInput::UserTurn { .. } | EngineInput::Dtmf { .. }) {
+            let vars = self.vars();
+            let prompts: Vec<&String> = self.flow.nodes[&self.current]
+                .edges
+                .iter()
+                .filter_map(|edge| match &edge.condition {
+                    Condition::Prompt(prompt) => Some(prompt),
+                    Condition::Equations { .. } => None,
+                })
+                .collect();
+            if !prompts.is_empty() {
+                let filled: Vec<String> = prompts.iter().map(|p| fill(p, &vars)).collect();
+                let note = match &input {
+                    EngineInput::Dtmf { digit } => Some(format!("The user pressed {digit} on the keypad.")),
+                    _ => None,
+                };
+                match model.choose(&history, note.as_deref(), &filled).await {
+                    Ok(choice) => self.judged = Judged::Model(choice.and_then(|i| prompts.get(i)).map(|p| (*p).clone())),
+                    Err(error) => tracing::warn!(%error, "flow.model_failed: judging offline"),
+                }
+            }
+        }
+        self.to_word.clear();
+        let mut reply = self.answer(input);
+        for (n, instruction) in std::mem::take(&mut self.to_word).into_iter().enumerate() {
+            let worded = match model.word(&history, &instruction).await {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                Ok(_) => instruction.clone(),
+                Err(error) => {
+                    tracing::warn!(%error, "flow.model_failed: speaking the instruction as written");
+                    instruction.clone()
+                }
+            };
+            reply.text = reply.text.replace(&marker(n), &worded);
+        }
+        reply
     }
 
     pub fn current_node(&self) -> &str {
@@ -303,7 +394,12 @@ impl FlowEngine {
                 continue;
             }
             if let Some(text) = &node.text {
-                let spoken = fill(text, &self.vars());
+                let spoken = if node.prompt && self.model.is_some() {
+                    self.to_word.push(fill(text, &self.vars()));
+                    marker(self.to_word.len() - 1)
+                } else {
+                    fill(text, &self.vars())
+                };
                 if !spoken.trim().is_empty() {
                     if !reply.text.is_empty() {
                         reply.text.push(' ');
@@ -331,7 +427,10 @@ impl FlowEngine {
                     let mut results = equations.iter().map(|eq| evaluate(eq, &vars));
                     if *all { results.all(|r| r) } else { results.any(|r| r) }
                 }
-                Condition::Prompt(prompt) => input.is_some_and(|input| matches_prompt(prompt, input)),
+                Condition::Prompt(prompt) => match &self.judged {
+                    Judged::Model(choice) if input.is_some() => choice.as_ref() == Some(prompt),
+                    _ => input.is_some_and(|input| matches_prompt(prompt, input)),
+                },
             })
             .map(|edge| edge.to.clone())
     }
@@ -379,8 +478,13 @@ impl ResponseEngine for FlowEngine {
     }
 
     fn respond(&mut self, request: Request) -> BoxFuture<'_, Result<Reply, ProviderError>> {
-        let reply = self.answer(request.input);
-        Box::pin(async move { Ok(reply) })
+        match self.model.clone() {
+            Some(model) => Box::pin(async move { Ok(self.answer_with_model(model, request.input, request.history).await) }),
+            None => {
+                let reply = self.answer(request.input);
+                Box::pin(async move { Ok(reply) })
+            }
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub(super) fn speak(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let parts: Vec<String> = speech_parts(text);
     async move {
-        let mut speaker = Speaker { generation, voice, mouth, progress, cancel, held: None, n_pieces: 0 };
+        let mut speaker = Speaker::new(generation, voice, mouth, progress, cancel);
         for piece in parts {
             if !speaker.say(piece).await {
                 return;
@@ -62,7 +62,7 @@ pub(super) async fn speak_stream(
     progress: mpsc::Sender<Speech>,
     cancel: CancellationToken,
 ) {
-    let mut speaker = Speaker { generation, voice, mouth, progress, cancel, held: None, n_pieces: 0 };
+    let mut speaker = Speaker::new(generation, voice, mouth, progress, cancel);
     let mut text = String::new();
     let (mut heard_from_engine, mut spoke) = (false, false);
     let deadline = tokio::time::sleep(first_deadline);
@@ -151,20 +151,50 @@ pub(super) async fn speak_stream(
     speaker.finish().await;
 }
 
-/// Synthesises and queues the pieces of one reply. The last frame queued is held back until
-/// the next piece or the end, so that the reply's last frame carries `last` even when the
-/// reply's length is not known in advance.
+/// Synthesises the pieces of one reply and hands their frames to a feeder task that queues
+/// them for the media, so that the next piece is synthesised while the last one is still
+/// being queued (the media queue holds a second; a piece is longer). The feeder holds the
+/// last frame back until the next one or the end, so that the reply's last frame carries
+/// `last` even when the reply's length is not known in advance.
 struct Speaker {
     generation: Generation,
     voice: Voice,
-    mouth: Arc<dyn Mouth>,
     progress: mpsc::Sender<Speech>,
     cancel: CancellationToken,
-    held: Option<[i16; FRAME_SAMPLES]>,
     n_pieces: usize,
+    frames: Option<mpsc::UnboundedSender<[i16; FRAME_SAMPLES]>>,
+    /// `true` once every frame is queued; `false`: cancelled, or the media is gone.
+    feeder: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        // Stopped before its end: nothing more of this reply goes out.
+        if let Some(feeder) = self.feeder.take() {
+            feeder.abort();
+        }
+    }
 }
 
 impl Speaker {
+    fn new(generation: Generation, voice: Voice, mouth: Arc<dyn Mouth>, progress: mpsc::Sender<Speech>, cancel: CancellationToken) -> Self {
+        let (frames, mut queued) = mpsc::unbounded_channel::<[i16; FRAME_SAMPLES]>();
+        let stop = cancel.clone();
+        let feeder = tokio::spawn(async move {
+            let mut held: Option<[i16; FRAME_SAMPLES]> = None;
+            while let Some(frame) = queued.recv().await {
+                if let Some(previous) = held.replace(frame)
+                    && (stop.is_cancelled() || !mouth.speak(generation, previous, false).await)
+                {
+                    return false;
+                }
+            }
+            let last = held.unwrap_or([0; FRAME_SAMPLES]);
+            !stop.is_cancelled() && mouth.speak(generation, last, true).await
+        });
+        Self { generation, voice, progress, cancel, n_pieces: 0, frames: Some(frames), feeder: Some(feeder) }
+    }
+
     /// `false`: stop (cancelled, the media is gone, or the voice failed).
     async fn say(&mut self, piece: String) -> bool {
         let generation = self.generation;
@@ -181,29 +211,23 @@ impl Speaker {
                 return false;
             }
         };
-        let mut frames = frames_of(&audio, self.voice.volume);
+        let frames = frames_of(&audio, self.voice.volume);
         let n_frames = u32::try_from(frames.len()).unwrap_or(u32::MAX);
         let tts_ms = millis(started.elapsed());
         let first = self.n_pieces == 0;
         self.n_pieces += 1;
         let _ = self.progress.send(Speech::Sentence { generation, text: piece, frames: n_frames, tts_ms, first }).await;
-        let last = frames.pop();
-        for frame in self.held.take().into_iter().chain(frames) {
-            if self.cancel.is_cancelled() || !self.mouth.speak(generation, frame, false).await {
-                return false;
-            }
-        }
-        self.held = last;
-        true
+        let Some(queue) = &self.frames else { return false };
+        frames.into_iter().all(|frame| queue.send(frame).is_ok())
     }
 
-    /// Queues the held frame as the reply's last.
+    /// Waits for every frame to be queued (the last one marked), then reports the reply done.
     async fn finish(mut self) {
-        let frame = self.held.take().unwrap_or([0; FRAME_SAMPLES]);
-        if self.cancel.is_cancelled() || !self.mouth.speak(self.generation, frame, true).await {
-            return;
+        self.frames = None;
+        let Some(feeder) = self.feeder.take() else { return };
+        if feeder.await.unwrap_or(false) {
+            let _ = self.progress.send(Speech::Done { generation: self.generation }).await;
         }
-        let _ = self.progress.send(Speech::Done { generation: self.generation }).await;
     }
 }
 

@@ -23,6 +23,7 @@ use crate::hosted::HostedSpeech;
 use crate::hosted::deepgram::DeepgramStt;
 use crate::hosted::elevenlabs::ElevenLabsVoice;
 use crate::llm::custom_llm::{CustomLlmEngine, RttLog};
+use crate::llm::flow_model::ChatFlowModel;
 use crate::llm::retell_llm::{LlmDefinition, RetellLlmEngine, UsageLog};
 use crate::llm::tools::ToolRunner;
 use crate::llm::{ChatTarget, Clients};
@@ -122,7 +123,14 @@ pub fn engine(call: &CallRow, settings: &CallSettings, access: EngineAccess) -> 
         match Flow::parse(document) {
             Ok(flow) => {
                 agent_settings.start_speaker = flow.start_speaker;
-                return (agent_settings, Box::new(FlowEngine::new(flow, variables(call, settings), None)));
+                let mut engine = FlowEngine::new(flow, variables(call, settings), None);
+                // The flow's model (`model_choice.model`) on the model server, if there is one.
+                if let Some(target) = &access.target {
+                    let model = document.get("model_choice").and_then(|c| c.get("model")).and_then(Value::as_str);
+                    let http = if target.guarded { access.clients.tenant.clone() } else { access.clients.operator.clone() };
+                    engine = engine.with_model(Arc::new(ChatFlowModel { http, endpoint: target.endpoint(model) }));
+                }
+                return (agent_settings, Box::new(engine));
             }
             // The API checked it when it was saved; a stored flow that no longer parses is a
             // defect, and the agent then says nothing rather than guessing.

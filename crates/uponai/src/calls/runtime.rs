@@ -295,6 +295,26 @@ impl CallRuntime {
         }
     }
 
+    /// Queues a transfer's event (`transfer_started`, `_bridged`, `_cancelled`) for an
+    /// ongoing call, to targets that opted in.
+    pub async fn transfer_event(
+        &self,
+        workspace_id: &WorkspaceId,
+        call_id: &CallId,
+        stage: crate::webhooks::TransferStage,
+        destination: &str,
+    ) {
+        let planner = self.webhooks.planner(workspace_id).await;
+        let destination = destination.to_owned();
+        let plan = move |call: &CallRow| planner.plan_transfer(stage, &destination, call);
+        let no_change = |_: &CallRow| Document::new();
+        match self.store.update_ongoing_call(workspace_id, call_id, &no_change, &plan).await {
+            Ok(true) => self.webhooks.wake(),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(%call_id, error = %err, "could not queue a transfer event"),
+        }
+    }
+
     /// Merges an ongoing call's transcript fields into its document (what its
     /// `data_storage_setting` lets it keep, as the setting stands now) and queues the
     /// `transcript_updated` events its targets opted in to, in one transaction. A call that has

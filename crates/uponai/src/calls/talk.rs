@@ -47,6 +47,44 @@ pub struct Talked {
     pub patch: Document,
 }
 
+/// Carries out the agent's cold transfer to `to`, with its events; `true`: the call was
+/// transferred and we have left it. Otherwise the agent stays on the call, and is told.
+async fn transfer_call(
+    rt: &Arc<CallRuntime>,
+    workspace_id: &WorkspaceId,
+    call: &CallRow,
+    leg: &mut Leg,
+    running: &conversation::RunningAgent,
+    to: &str,
+) -> bool {
+    use crate::webhooks::TransferStage;
+    let refer_to = match transfer::refer_to(to, &leg.dialog.remote) {
+        Ok(refer_to) => refer_to,
+        Err(err) => {
+            tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_refused");
+            action_failed(running, err.to_string()).await;
+            return false;
+        }
+    };
+    rt.transfer_event(workspace_id, &call.call_id, TransferStage::Started, to).await;
+    match transfer::refer(rt, leg, &refer_to).await {
+        Ok(outcome) => {
+            tracing::info!(call_id = %call.call_id, %refer_to, ?outcome, "call.transferred");
+            rt.transfer_event(workspace_id, &call.call_id, TransferStage::Bridged, to).await;
+            if outcome == transfer::Transferred::Leave {
+                send_bye(rt, leg).await;
+            }
+            true
+        }
+        Err(err) => {
+            tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_failed");
+            rt.transfer_event(workspace_id, &call.call_id, TransferStage::Cancelled, to).await;
+            action_failed(running, err.to_string()).await;
+            false
+        }
+    }
+}
+
 /// Tells the agent a transfer it asked for did not happen.
 async fn action_failed(running: &conversation::RunningAgent, reason: String) {
     let heard = agent::Heard::ActionFailed { action: "transfer".into(), reason };
@@ -93,12 +131,12 @@ pub async fn talk(
     let mouth = Arc::new(MediaMouth { frames: from_agent_tx, gate, dtmf: dtmf_tx });
     let usage = crate::llm::retell_llm::UsageLog::default();
     let rtt = crate::llm::custom_llm::RttLog::default();
-    let target = match &settings.llm {
-        Some(_) => {
+    let target = match settings.llm.is_some() || settings.flow.is_some() {
+        true => {
             let workspace = rt.store.workspace_settings(workspace_id).await.unwrap_or_default();
             crate::llm::chat_target(&rt.config.llm, &workspace)
         }
-        None => None,
+        false => None,
     };
     let access = conversation::EngineAccess {
         target,
@@ -162,26 +200,9 @@ pub async fn talk(
                     break conversation::reason(&end);
                 }
                 AgentEvent::Transfer { to } => {
-                    match transfer::refer_to(&to, &leg.dialog.remote) {
-                        Ok(refer_to) => match transfer::refer(rt, leg, &refer_to).await {
-                            Ok(outcome) => {
-                                tracing::info!(call_id = %call.call_id, %refer_to, ?outcome, "call.transferred");
-                                if outcome == transfer::Transferred::Leave {
-                                    send_bye(rt, leg).await;
-                                }
-                                transferred_to = Some(to);
-                                break DisconnectionReason::CallTransfer;
-                            }
-                            // The agent stays on the call, and its engine is told.
-                            Err(err) => {
-                                tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_failed");
-                                action_failed(&running, err.to_string()).await;
-                            }
-                        },
-                        Err(err) => {
-                            tracing::warn!(call_id = %call.call_id, error = %err, "call.transfer_refused");
-                            action_failed(&running, err.to_string()).await;
-                        }
+                    if transfer_call(rt, workspace_id, call, leg, &running, &to).await {
+                        transferred_to = Some(to);
+                        break DisconnectionReason::CallTransfer;
                     }
                 }
                 AgentEvent::TranscriptUpdated(conversation) => {

@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod custom_llm;
+pub mod flow_model;
 pub mod openai;
 pub mod retell_llm;
 pub mod tools;

@@ -18,8 +18,22 @@ pub enum EventName {
     CallAnalyzed,
     /// The call never connected; sent before its `call_ended`.
     CallFailed,
-    /// Opt-in; for now only the final update at the end of a connected call.
+    /// Opt-in: each utterance, and the final transcript at the end of a connected call.
     TranscriptUpdated,
+    /// Opt-in: a cold transfer was asked of the trunk (REFER sent).
+    TransferStarted,
+    /// Opt-in: the trunk took the transfer; the caller is with the destination.
+    TransferBridged,
+    /// Opt-in: the trunk refused the transfer, or the destination failed; the call goes on.
+    TransferCancelled,
+}
+
+/// Where a transfer stands, for its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferStage {
+    Started,
+    Bridged,
+    Cancelled,
 }
 
 impl EventName {
@@ -33,13 +47,25 @@ impl EventName {
             Self::CallAnalyzed => "call_analyzed",
             Self::CallFailed => "call_failed",
             Self::TranscriptUpdated => "transcript_updated",
+            Self::TransferStarted => "transfer_started",
+            Self::TransferBridged => "transfer_bridged",
+            Self::TransferCancelled => "transfer_cancelled",
         }
     }
 
     fn parse(raw: &str) -> Option<Self> {
-        [Self::CallStarted, Self::CallEnded, Self::CallAnalyzed, Self::CallFailed, Self::TranscriptUpdated]
-            .into_iter()
-            .find(|name| name.as_str() == raw)
+        [
+            Self::CallStarted,
+            Self::CallEnded,
+            Self::CallAnalyzed,
+            Self::CallFailed,
+            Self::TranscriptUpdated,
+            Self::TransferStarted,
+            Self::TransferBridged,
+            Self::TransferCancelled,
+        ]
+        .into_iter()
+        .find(|name| name.as_str() == raw)
     }
 }
 
@@ -128,6 +154,12 @@ fn fill_variables(url: &str, variables: Option<&Value>) -> String {
 struct Payload<'a> {
     event: &'static str,
     call: &'a CallResponse,
+    /// Transfer events: `{number}` (a number or SIP URI, as the agent gave it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer_destination: Option<Value>,
+    /// Transfer events: `{type: "cold_transfer"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer_option: Option<Value>,
 }
 
 /// Builds a workspace's events for its calls' state changes (one per state change, so the
@@ -138,6 +170,32 @@ pub struct Planner {
 }
 
 impl Planner {
+    /// The outbox rows of a transfer's `stage` to `destination` for an ongoing `call`.
+    pub fn plan_transfer(&self, stage: TransferStage, destination: &str, call: &CallRow) -> Vec<NewWebhook> {
+        let doc = &call.document;
+        let Some(target) = target(doc.get("effective_agent"), &self.workspace, doc.get("retell_llm_dynamic_variables")) else {
+            return Vec::new();
+        };
+        let name = match stage {
+            TransferStage::Started => EventName::TransferStarted,
+            TransferStage::Bridged => EventName::TransferBridged,
+            TransferStage::Cancelled => EventName::TransferCancelled,
+        };
+        if !target.events.contains(&name) {
+            return Vec::new();
+        }
+        let view = CallResponse { call_analysis: None, ..CallResponse::from_row(call.clone(), &self.links) };
+        let payload = Payload {
+            event: name.as_str(),
+            call: &view,
+            transfer_destination: Some(serde_json::json!({"number": destination})),
+            transfer_option: Some(serde_json::json!({"type": "cold_transfer"})),
+        };
+        // A struct of strings, numbers and JSON values always serialises.
+        let body = serde_json::to_string(&payload).expect("payload serialises");
+        vec![NewWebhook { event: name.as_str(), url: target.url.clone(), timeout_ms: target.timeout_ms, body }]
+    }
+
     /// The outbox rows of `transition` for `call` (the call as it is after the change).
     pub fn plan(&self, transition: Transition, call: &CallRow) -> Vec<NewWebhook> {
         let doc = &call.document;
@@ -154,8 +212,14 @@ impl Planner {
             .filter(|name| !(transition == Transition::Ended && analysis_pending && **name == EventName::CallAnalyzed))
             .map(|&name| {
                 let body = match name {
-                    // Everything but the analysis, which `call_analyzed` brings.
-                    EventName::CallEnded | EventName::CallFailed | EventName::TranscriptUpdated => {
+                    // Everything but the analysis, which `call_analyzed` brings. (Transfer
+                    // events come from `plan_transfer`, never from a transition.)
+                    EventName::CallEnded
+                    | EventName::CallFailed
+                    | EventName::TranscriptUpdated
+                    | EventName::TransferStarted
+                    | EventName::TransferBridged
+                    | EventName::TransferCancelled => {
                         let without = CallResponse { call_analysis: None, ..view.clone() };
                         render(name, &without)
                     }
@@ -169,7 +233,8 @@ impl Planner {
 
 fn render(name: EventName, call: &CallResponse) -> String {
     // A struct of strings, numbers and JSON values always serialises.
-    serde_json::to_string(&Payload { event: name.as_str(), call }).expect("payload serialises")
+    let payload = Payload { event: name.as_str(), call, transfer_destination: None, transfer_option: None };
+    serde_json::to_string(&payload).expect("payload serialises")
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::store::Store;
 use crate::view::RecordingLinks;
 
 pub use deliver::{Deliverer, EVENT_ID_HEADER};
-pub use event::{ANALYSIS_PENDING, DEFAULT_TIMEOUT_MS, EventName, Planner, Transition, WorkspaceWebhook};
+pub use event::{ANALYSIS_PENDING, DEFAULT_TIMEOUT_MS, EventName, Planner, TransferStage, Transition, WorkspaceWebhook};
 pub use retry::RetryPolicy;
 pub use sign::{SIGNATURE_HEADER, signature};
 

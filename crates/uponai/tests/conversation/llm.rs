@@ -203,3 +203,59 @@ async fn a_tool_on_a_private_address_is_refused_at_save_and_when_called_and_the_
     // The requests were refused before they left: nothing reached the endpoint.
     assert!(tool.received().is_empty(), "the tool endpoint was reached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_s_prompt_edges_are_judged_and_its_prompt_nodes_worded_by_the_model() {
+    let _serial = crate::serial().await;
+    // The model: picks condition 2 of the greeting node, and words the instruction.
+    let script: Script = Arc::new(|_, request| {
+        let system = request["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
+        if system.starts_with("You route a phone conversation") {
+            vec![Chunk::Text("2".into())]
+        } else if system.contains("Ask which day") {
+            vec![Chunk::Text("Of course. Which day would suit you better?".into())]
+        } else {
+            vec![Chunk::Text("Sorry?".into())]
+        }
+    });
+    let model = ModelServer::start(script).await;
+    let app = app_on(&model).await;
+    let flow = json!({"start_speaker": "agent", "start_node_id": "greet", "model_choice": {"type": "cascading", "model": "gpt-4.1-mini"},
+    "nodes": [
+        {"id": "greet", "type": "conversation", "instruction": {"type": "static_text", "text": "Hello, this is the dental office. How can I help?"},
+         "edges": [
+            {"id": "e1", "transition_condition": {"type": "prompt", "prompt": "The user wants to cancel"}, "destination_node_id": "bye"},
+            {"id": "e2", "transition_condition": {"type": "prompt", "prompt": "The user wants to move an appointment"}, "destination_node_id": "day"}]},
+        {"id": "day", "type": "conversation", "instruction": {"type": "prompt", "text": "Ask which day suits them better."},
+         "edges": [{"id": "e3", "transition_condition": {"type": "prompt", "prompt": "Always"}, "destination_node_id": "bye"}]},
+        {"id": "bye", "type": "end", "instruction": {"type": "static_text", "text": "Goodbye."}}
+    ]});
+    let reply = app.post("/create-conversation-flow", flow).await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+    let engine = json!({"type": "conversation-flow", "conversation_flow_id": reply.body["conversation_flow_id"]});
+    let agent = json!({"voice_id": agent::offline::PIPER_VOICE_ID, "response_engine": engine});
+    // No quoted keyword, no yes or no: only a model can route this.
+    let persona =
+        Persona { name: "mover".into(), lines: vec![line("I need to push my visit to another time.")], hang_up_after_ms: Some(6_000) };
+    let (call, _report) = agent_calls_persona(&app, agent, persona, json!({})).await;
+    let agent_lines: Vec<String> = call["transcript_object"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["role"] == "agent")
+        .map(|u| u["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        agent_lines[..2],
+        ["Hello, this is the dental office. How can I help?", "Of course. Which day would suit you better?"],
+        "{}",
+        call["transcript"]
+    );
+    let requests = model.requests();
+    let routing = requests.iter().find(|r| r["messages"][0]["content"].as_str().unwrap_or_default().starts_with("You route")).unwrap();
+    assert_eq!(routing["model"], "gpt-4.1-mini");
+    let asked = routing["messages"][0]["content"].as_str().unwrap();
+    assert!(asked.contains("1. The user wants to cancel\n2. The user wants to move an appointment"), "{asked}");
+    let conversation = routing["messages"][1]["content"].as_str().unwrap();
+    assert!(conversation.starts_with("Agent: Hello, this is the dental office.") && conversation.contains("User: "), "{conversation}");
+}

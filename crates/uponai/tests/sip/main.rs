@@ -11,6 +11,9 @@ mod inbound;
 #[allow(dead_code)] // Shared by the sip and conversation binaries; each uses part of it.
 mod model_server;
 mod outbound;
+#[path = "../webhooks/receiver.rs"]
+#[allow(dead_code)] // The webhook tests' receiver; this binary uses part of it.
+mod receiver;
 mod sipp;
 mod strict_rtp;
 mod tenancy;

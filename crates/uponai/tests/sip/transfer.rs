@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use crate::model_server::{Chunk, ModelServer, Script};
+use crate::receiver::{Answer, Receiver};
 use crate::sipp::{Sipp, Transport, import_on_trunk, wait_for_end};
 
 const FROM: &str = "+14155550100";
@@ -84,7 +85,7 @@ async fn a_destination_that_is_not_a_number_or_sip_uri_never_reaches_the_wire() 
 
 /// A `retell-llm` agent whose model opens the call by transferring it (its `transfer_call`
 /// tool, to `{{desk}}`), and says sorry if it is told the transfer failed.
-async fn llm_transfer(sipp_template: &str, refer_to: &str) -> (serde_json::Value, Vec<serde_json::Value>, Sipp) {
+async fn llm_transfer(sipp_template: &str, refer_to: &str) -> (serde_json::Value, Vec<serde_json::Value>, Sipp, Receiver) {
     let script: Script = Arc::new(|n, _| match n {
         0 => vec![
             Chunk::Text("Transferring you now.".into()),
@@ -99,21 +100,24 @@ async fn llm_transfer(sipp_template: &str, refer_to: &str) -> (serde_json::Value
         .create_llm(json!({"general_prompt": "Transfer every caller.", "general_tools": [{"type": "transfer_call", "name": "to_desk",
             "transfer_destination": {"type": "predefined", "number": "{{desk}}"}, "transfer_option": {"type": "cold_transfer"}}]}))
         .await;
-    let reply =
-        app.post("/create-agent", json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm}})).await;
+    let hooks = Receiver::start(Answer::Ok).await;
+    let events = ["transfer_started", "transfer_bridged", "transfer_cancelled", "call_ended"];
+    let agent = json!({"voice_id": "espeak-en-us-male", "response_engine": {"type": "retell-llm", "llm_id": llm},
+        "webhook_url": hooks.url(), "webhook_events": events});
+    let reply = app.post("/create-agent", agent).await;
     assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
     let agent_id = reply.body["agent_id"].as_str().unwrap().to_owned();
     let sipp = Sipp::uas_from_template(sipp_template, Transport::Udp, &[("__REFER_TO__", refer_to)]);
     let call = call_with(&app, &sipp, DESTINATION, &agent_id).await;
     // The conversation's requests (the post-call analysis may have been asked too).
     let chat = model.requests().into_iter().filter(|r| r.get("response_format").is_none()).collect();
-    (call, chat, sipp)
+    (call, chat, sipp, hooks)
 }
 
 #[tokio::test]
 async fn an_llm_s_transfer_call_tool_refers_the_trunk_to_the_destination() {
     let refer_to = format!("&lt;sip:\\{DESTINATION}@127\\.0\\.0\\.1:[0-9]+&gt;");
-    let (call, requests, sipp) = llm_transfer("answer_accept_refer.xml", &refer_to).await;
+    let (call, requests, sipp, hooks) = llm_transfer("answer_accept_refer.xml", &refer_to).await;
     assert_eq!(call["disconnection_reason"], "call_transfer", "{call}");
     assert_eq!(call["transfer_destination"], DESTINATION);
     let items = call["transcript_with_tool_calls"].as_array().unwrap_or_else(|| panic!("{call}"));
@@ -122,16 +126,29 @@ async fn an_llm_s_transfer_call_tool_refers_the_trunk_to_the_destination() {
     assert_eq!(items[0]["content"], "Transferring you now.");
     assert_eq!(items[1]["name"], "to_desk");
     assert_eq!(requests.len(), 1, "{requests:?}");
+    // The transfer's events, in order, each naming the destination.
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    let done = |r: &[crate::receiver::Received]| crate::receiver::events_of(r, &call_id).contains(&"call_ended".to_owned());
+    let received = hooks.wait_for(Duration::from_secs(20), done).await;
+    assert_eq!(crate::receiver::events_of(&received, &call_id), ["transfer_started", "transfer_bridged", "call_ended"]);
+    let started = received.iter().find(|r| r.event() == "transfer_started").unwrap();
+    assert_eq!(started.json["transfer_destination"], json!({"number": DESTINATION}));
+    assert_eq!(started.json["transfer_option"], json!({"type": "cold_transfer"}));
+    assert_eq!(started.json["call"]["call_status"], "ongoing");
     sipp.finish(Duration::from_secs(10)).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_refused_llm_transfer_keeps_the_call_up_and_the_model_is_told() {
-    let (call, requests, sipp) = llm_transfer("answer_refuse_refer.xml", "").await;
+    let (call, requests, sipp, hooks) = llm_transfer("answer_refuse_refer.xml", "").await;
     assert_eq!(call["disconnection_reason"], "user_hangup", "{call}");
     assert!(call["transfer_destination"].is_null(), "{call}");
     assert_eq!(requests.len(), 2, "{requests:?}");
     let told = requests[1]["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
     assert!(told.contains("transfer failed") && told.contains("403"), "{told}");
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    let done = |r: &[crate::receiver::Received]| crate::receiver::events_of(r, &call_id).contains(&"call_ended".to_owned());
+    let received = hooks.wait_for(Duration::from_secs(20), done).await;
+    assert_eq!(crate::receiver::events_of(&received, &call_id), ["transfer_started", "transfer_cancelled", "call_ended"]);
     sipp.finish(Duration::from_secs(10)).await.unwrap();
 }
