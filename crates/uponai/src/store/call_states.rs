@@ -117,15 +117,27 @@ impl Store {
         }
         let patch = patch_of(&call);
         call.document.extend(patch);
-        sqlx::query("UPDATE calls SET document = $3 WHERE workspace_id = $1 AND call_id = $2 AND call_status = 'ongoing'")
+        self.write_document_with_events(tx, workspace_id, &call, plan).await?;
+        Ok(true)
+    }
+
+    /// Writes `call`'s document and queues `plan`'s events for it, then commits `tx`.
+    async fn write_document_with_events(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        workspace_id: &WorkspaceId,
+        call: &CallRow,
+        plan: EventPlan<'_>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE calls SET document = $3 WHERE workspace_id = $1 AND call_id = $2")
             .bind(workspace_id.as_str())
-            .bind(call_id.as_str())
+            .bind(call.call_id.as_str())
             .bind(encode_document(&call.document))
             .execute(&mut *tx)
             .await?;
-        self.insert_webhooks(&mut tx, workspace_id, call_id, &plan(&call), crate::domain::now_ms()).await?;
+        self.insert_webhooks(&mut tx, workspace_id, &call.call_id, &plan(call), crate::domain::now_ms()).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Ends a call that is registered or ongoing, queueing the events `plan` asks for in the
@@ -197,14 +209,7 @@ impl Store {
             return Ok(false);
         }
         call.document.extend(patch);
-        sqlx::query("UPDATE calls SET document = $3 WHERE workspace_id = $1 AND call_id = $2")
-            .bind(workspace_id.as_str())
-            .bind(call_id.as_str())
-            .bind(encode_document(&call.document))
-            .execute(&mut *tx)
-            .await?;
-        self.insert_webhooks(&mut tx, workspace_id, call_id, &plan(&call), crate::domain::now_ms()).await?;
-        tx.commit().await?;
+        self.write_document_with_events(tx, workspace_id, &call, plan).await?;
         Ok(true)
     }
 
