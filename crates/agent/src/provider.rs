@@ -134,6 +134,8 @@ pub enum EngineEvent {
     Interrupt,
     /// End the call: a hang-up (`None`), or a failure.
     End(Option<ProviderError>),
+    /// Change turn-taking settings from now on (Retell's `update_agent`).
+    UpdateTurns(crate::turn::TurnUpdate),
 }
 
 /// An engine's line to the agent task outside requests.

@@ -48,6 +48,9 @@ pub struct AgentSettings {
     pub deadlines: Deadlines,
     /// Answering-machine detection, if the agent asks for it (outbound calls).
     pub voicemail: Option<VoicemailSettings>,
+    /// When the caller is to speak first: the agent begins anyway after this much silence
+    /// from the answer (Retell's `begin_after_user_silence_ms`).
+    pub begin_after_user_silence: Option<Duration>,
 }
 
 /// What to do on reaching a machine.
@@ -266,6 +269,7 @@ pub async fn run(
         asr_timeouts_in_a_row: 0,
         ended: false,
         machine: MachinePhase::Off,
+        begin_after: None,
     };
     if let Some(voicemail) = &agent.settings.voicemail {
         agent.machine = MachinePhase::Detecting(MachineDetector::new(voicemail.timeout));
@@ -276,6 +280,8 @@ pub async fn run(
 
     if agent.settings.start_speaker == Speaker::Agent {
         agent.start_response(&ctx, Cause::Begin, EngineInput::Begin, Duration::ZERO);
+    } else {
+        agent.begin_after = agent.settings.begin_after_user_silence;
     }
     while !agent.ended {
         let decisions = tokio::select! {
@@ -373,6 +379,8 @@ struct Agent {
     asr_timeouts_in_a_row: u32,
     ended: bool,
     machine: MachinePhase,
+    /// The caller speaks first; if still silent at this time, the agent begins.
+    begin_after: Option<Duration>,
 }
 
 impl Agent {
@@ -404,6 +412,11 @@ impl Agent {
                     detector.frame(at, &samples);
                 }
                 self.on_machine_detection(ctx).await;
+                if self.begin_after.is_some_and(|after| end >= after) {
+                    self.begin_after = None;
+                    tracing::info!("agent.begin_after_user_silence");
+                    self.start_response(ctx, Cause::Begin, EngineInput::Begin, end);
+                }
                 out
             }
             Heard::Dtmf { at, digit } => self.turns.handle(Input::Dtmf { at, digit }),
@@ -613,7 +626,11 @@ impl Agent {
         }
         let now = self.audio.now();
         match decision {
-            Decision::UserTurnStarted { turn, at } => tracing::debug!(turn, ?at, "agent.user_turn_started"),
+            Decision::UserTurnStarted { turn, at } => {
+                // The caller spoke first after all: no begin on silence.
+                self.begin_after = None;
+                tracing::debug!(turn, ?at, "agent.user_turn_started");
+            }
             Decision::Transcribe { request, from, to, speculative } => {
                 if speculative && ctx.stt.is_busy() {
                     // No decoder is free: the turn asks again once it has ended.
@@ -706,6 +723,11 @@ impl Agent {
                 self.responses.clear();
                 let now = self.audio.now();
                 self.start_response(ctx, Cause::Other, EngineInput::Interrupt, now);
+            }
+            EngineEvent::UpdateTurns(update) => {
+                tracing::info!(?update, "agent.turns_updated");
+                self.settings.turn = self.settings.turn.updated(update);
+                self.turns.set_config(self.settings.turn.clone());
             }
             EngineEvent::End(None) => self.end(ctx, AgentEnd::Hangup).await,
             EngineEvent::End(Some(error)) => self.end(ctx, AgentEnd::Engine(error)).await,

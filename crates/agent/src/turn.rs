@@ -85,6 +85,39 @@ impl TurnConfig {
     }
 }
 
+/// Retell's `update_agent` from a custom LLM: the turn-taking fields it may change mid-call.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TurnUpdate {
+    pub responsiveness: Option<f64>,
+    pub interruption_sensitivity: Option<f64>,
+    pub reminder_trigger_ms: Option<u64>,
+    pub reminder_max_count: Option<u32>,
+}
+
+impl TurnConfig {
+    /// This configuration with `update`'s fields applied, by the rules of [`Self::from_agent`].
+    pub fn updated(&self, update: TurnUpdate) -> Self {
+        let mut base = Self::from_agent(
+            update.responsiveness.unwrap_or(1.0),
+            update.interruption_sensitivity.unwrap_or(1.0),
+            update.reminder_trigger_ms,
+            update.reminder_max_count.unwrap_or(self.reminder_max_count),
+            self.end_call_after_silence.as_millis() as u64,
+        );
+        if update.responsiveness.is_none() {
+            base.end_of_turn_silence = self.end_of_turn_silence;
+        }
+        if update.interruption_sensitivity.is_none() {
+            base.barge_in_after = self.barge_in_after;
+        }
+        if update.reminder_trigger_ms.is_none() {
+            base.reminder_after = self.reminder_after;
+        }
+        base.response_deadline = self.response_deadline;
+        base
+    }
+}
+
 fn clamp_unit(value: f64) -> f64 {
     if value.is_nan() { 1.0 } else { value.clamp(0.0, 1.0) }
 }
@@ -149,6 +182,7 @@ pub enum Decision {
 #[derive(Debug)]
 pub struct Turns {
     config: TurnConfig,
+    // (set_config below changes it mid-call.)
     /// Hysteresis state of the VAD.
     in_speech: bool,
     /// Start of the current run of speech chunks, if in speech.
@@ -195,6 +229,11 @@ struct AgentResponse {
 }
 
 impl Turns {
+    /// Replaces the timing settings mid-call (a custom LLM's `update_agent`).
+    pub fn set_config(&mut self, config: TurnConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: TurnConfig) -> Self {
         Self {
             config,

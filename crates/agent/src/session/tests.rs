@@ -115,6 +115,7 @@ fn settings(start_speaker: Speaker) -> AgentSettings {
         volume: 1.0,
         deadlines: Deadlines::default(),
         voicemail: None,
+        begin_after_user_silence: None,
     }
 }
 
@@ -278,4 +279,18 @@ async fn a_missed_transcription_deadline_costs_the_turn_and_three_in_a_row_end_t
     providers.stt = Arc::new(Stalled);
     let run = run_call(settings, providers, script, ms(16_000)).await;
     assert!(matches!(run.events.last(), Some(AgentEvent::End(AgentEnd::SpeechToText(ProviderError::Timeout { .. })))), "{:?}", run.events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_who_should_speak_first_but_stays_silent_is_greeted_after_begin_after_user_silence() {
+    let mut waiting = settings(Speaker::User);
+    waiting.begin_after_user_silence = Some(ms(3_000));
+    let run = run_call(waiting.clone(), providers("Hello, anyone there?"), vec![(ms(0), 0)], ms(6_000)).await;
+    assert_eq!(run.conversation.transcript(), "Agent: Hello, anyone there?");
+    let first = run.sent.first().map(|(at, _)| *at).unwrap();
+    assert!((ms(3_000)..ms(3_200)).contains(&first), "first agent frame at {first:?}");
+    // A caller who speaks first is answered, not greeted.
+    let script = vec![(ms(0), 0), (ms(1_000), 8000), (ms(2_000), 0)];
+    let run = run_call(waiting, providers("Hello, anyone there?"), script, ms(6_000)).await;
+    assert!(!run.conversation.transcript().contains("anyone there"), "{}", run.conversation.transcript());
 }

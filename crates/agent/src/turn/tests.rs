@@ -318,3 +318,15 @@ fn settings_out_of_range_are_clamped() {
     assert_eq!(slow.end_of_turn_silence, ms(1500));
     assert_eq!(slow.barge_in_after, Some(ms(2000)));
 }
+
+#[test]
+fn an_update_agent_changes_only_the_fields_it_names() {
+    let base = TurnConfig::from_agent(1.0, 1.0, Some(10_000), 1, 600_000);
+    let sensitive = base.updated(TurnUpdate { interruption_sensitivity: Some(0.5), ..TurnUpdate::default() });
+    assert_eq!(sensitive.barge_in_after, Some(Duration::from_millis(400)));
+    assert_eq!((sensitive.end_of_turn_silence, sensitive.reminder_after), (base.end_of_turn_silence, base.reminder_after));
+    let patient = base.updated(TurnUpdate { responsiveness: Some(0.0), reminder_max_count: Some(3), ..TurnUpdate::default() });
+    assert_eq!(patient.end_of_turn_silence, Duration::from_millis(1_500));
+    assert_eq!((patient.barge_in_after, patient.reminder_max_count), (base.barge_in_after, 3));
+    assert_eq!(patient.end_call_after_silence, base.end_call_after_silence);
+}

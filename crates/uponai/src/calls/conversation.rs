@@ -89,6 +89,7 @@ pub fn agent_settings(settings: &CallSettings) -> AgentSettings {
         volume: agent.volume,
         deadlines: Deadlines::default(),
         voicemail: None,
+        begin_after_user_silence: settings.begin_after_user_silence,
     }
 }
 

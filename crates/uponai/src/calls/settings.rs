@@ -30,6 +30,8 @@ pub struct CallSettings {
     pub llm: Option<Document>,
     /// The `llm_websocket_url` of an agent on `custom-llm`.
     pub custom_llm_url: Option<String>,
+    /// The LLM's `begin_after_user_silence_ms`, when the caller is to speak first.
+    pub begin_after_user_silence: Option<Duration>,
     /// `retell_llm_dynamic_variables` of the call.
     pub dynamic_variables: Vec<(String, String)>,
 }
@@ -122,6 +124,7 @@ impl CallSettings {
         Self {
             flow,
             llm: document.get("effective_llm").and_then(Value::as_object).cloned(),
+            begin_after_user_silence: llm("begin_after_user_silence_ms").and_then(Value::as_u64).map(Duration::from_millis),
             custom_llm_url: agent("response_engine")
                 .filter(|engine| engine.get("type").and_then(Value::as_str) == Some("custom-llm"))
                 .and_then(|engine| engine.get("llm_websocket_url"))

@@ -501,6 +501,18 @@ impl Link {
                     let _ = self.server.send(ServerPart::Tool(ToolEvent::Result { id, content }));
                 }
             }
+            "update_agent" => {
+                let config = message.get("agent_config");
+                let number = |key: &str| config.and_then(|c| c.get(key)).and_then(Value::as_f64);
+                let count = |key: &str| config.and_then(|c| c.get(key)).and_then(Value::as_u64);
+                let update = agent::turn::TurnUpdate {
+                    responsiveness: number("responsiveness"),
+                    interruption_sensitivity: number("interruption_sensitivity"),
+                    reminder_trigger_ms: count("reminder_trigger_ms"),
+                    reminder_max_count: count("reminder_max_count").map(|n| n.min(100) as u32),
+                };
+                let _ = self.events.send(EngineEvent::UpdateTurns(update)).await;
+            }
             other => tracing::debug!(response_type = %other, "custom_llm.message_ignored"),
         }
         None
